@@ -1,0 +1,1 @@
+"""Research and base checkpoints -> Hub folders."""

@@ -1,0 +1,97 @@
+"""Load a transformers `*-hf` Mamba / Mamba-2 language-model folder as a MambaForRetrieval, strictly.
+
+`MambaForCausalLM` / `Mamba2ForCausalLM` keys are the retriever's own (`backbone.*`), apart from the older spelling
+`backbone.embedding.weight` and the language-model head, which a retriever does not use.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from mamba_retrieval.conversion.checkpoint_files import read_state_dict
+from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
+from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
+
+# transformers config field -> retriever config field, for fields copied as they are.
+COPIED_FIELDS = {
+    "mamba": ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel",
+              "time_step_rank", "use_bias", "use_conv_bias", "layer_norm_epsilon", "residual_in_fp32"),
+    "mamba2": ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel", "head_dim",
+               "n_groups", "chunk_size", "use_bias", "use_conv_bias", "layer_norm_epsilon", "residual_in_fp32"),
+}
+RENAMED_KEYS = {"backbone.embedding.weight": "backbone.embeddings.weight"}
+LM_HEAD = "lm_head.weight"
+
+
+def config_from_transformers(hf_config, eos_token_id=0):
+    """A MambaRetrievalConfig from a transformers MambaConfig / Mamba2Config dict; unsupported settings refused."""
+    model_type = hf_config.get("model_type")
+    if model_type not in COPIED_FIELDS:
+        raise ValueError(f"config.json has model_type {model_type!r}; expected 'mamba' or 'mamba2' "
+                         "(a transformers MambaForCausalLM / Mamba2ForCausalLM folder).")
+    if hf_config.get("hidden_act", "silu") != "silu":
+        raise ValueError(f"hidden_act {hf_config['hidden_act']!r} is not supported (only 'silu').")
+    missing = [f for f in COPIED_FIELDS[model_type] if f not in hf_config and f != "time_step_rank"]
+    if missing:
+        raise ValueError(f"config.json lacks the fields {missing}; write them explicitly rather than rely on "
+                         "transformers' defaults.")
+    fields = {f: hf_config[f] for f in COPIED_FIELDS[model_type] if f in hf_config}
+    if model_type == "mamba2":
+        limit = [_json_float(v) for v in hf_config.get("time_step_limit", [0.0, math.inf])]
+        if limit != [0.0, math.inf]:
+            raise ValueError(f"time_step_limit {limit} is not supported (only the default (0, inf)).")
+        expected_heads = fields["expand"] * fields["hidden_size"] // fields["head_dim"]
+        if hf_config.get("num_heads", expected_heads) != expected_heads:
+            raise ValueError(f"num_heads {hf_config['num_heads']} != expand * hidden_size / head_dim "
+                             f"({expected_heads}).")
+    return MambaRetrievalConfig(backbone=model_type, eos_token_id=eos_token_id, **fields)
+
+
+def _json_float(value):
+    """transformers 5 writes infinity as {"__float__": "Infinity"}; older versions as a bare Infinity."""
+    return float(value["__float__"]) if isinstance(value, dict) and "__float__" in value else float(value)
+
+
+def map_transformers_keys(state_dict, config):
+    """Rename to the retriever's keys; the LM head is dropped only when it is tied (equal to the embedding) or the
+    config says it is untied (the retriever never uses it)."""
+    state_dict = {RENAMED_KEYS.get(k, k): v for k, v in state_dict.items()}
+    head = state_dict.pop(LM_HEAD, None)
+    embedding = state_dict.get("backbone.embeddings.weight")
+    if head is not None and config.get("tie_word_embeddings", True) and embedding is not None:
+        if head.shape != embedding.shape or not torch.equal(head, embedding):
+            raise ValueError("lm_head.weight differs from the embedding although tie_word_embeddings is set; "
+                             "the checkpoint is inconsistent.")
+    return state_dict
+
+
+def load_into_retriever(config, state_dict):
+    """Build a MambaForRetrieval holding exactly `state_dict`: every missing or unexpected key is an error."""
+    with torch.device("meta"):
+        model = MambaForRetrieval(config)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise KeyError(f"The checkpoint does not match a {config.backbone} retriever of this config. "
+                       f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
+    wrong_shapes = [f"{k}: {tuple(state_dict[k].shape)} != {tuple(p.shape)}" for k, p in model.state_dict().items()
+                    if tuple(state_dict[k].shape) != tuple(p.shape)]
+    if wrong_shapes:
+        raise ValueError("Tensor shapes do not match the config: " + "; ".join(wrong_shapes))
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model.eval()
+
+
+def load_transformers_lm(folder, eos_token_id=0):
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json; expected a transformers Mamba / Mamba-2 folder.")
+    hf_config = json.loads(config_path.read_text())
+    config = config_from_transformers(hf_config, eos_token_id=eos_token_id)
+    if eos_token_id >= config.vocab_size:
+        raise ValueError(f"EOS id {eos_token_id} is beyond the {config.vocab_size} embedding rows.")
+    state_dict = map_transformers_keys(read_state_dict(folder), hf_config)
+    return load_into_retriever(config, state_dict)

@@ -1,0 +1,48 @@
+"""Starting points for a retriever: named random sizes, or a transformers `*-hf` language-model folder."""
+
+from pathlib import Path
+
+import torch
+
+from .configuration_mamba_retrieval import MambaRetrievalConfig
+from .modeling_mamba_retrieval import MambaForRetrieval
+
+# The published state-spaces shapes (vocab padded as mamba_ssm pads it: to 8 for Mamba-1, to 16 for Mamba-2).
+MAMBA1_VOCAB, MAMBA2_VOCAB = 50280, 50288
+NAMED_SIZES = {
+    "tiny": dict(backbone="mamba", hidden_size=64, num_hidden_layers=2, vocab_size=MAMBA1_VOCAB),
+    "130m": dict(backbone="mamba", hidden_size=768, num_hidden_layers=24, vocab_size=MAMBA1_VOCAB),
+    "370m": dict(backbone="mamba", hidden_size=1024, num_hidden_layers=48, vocab_size=MAMBA1_VOCAB),
+    "790m": dict(backbone="mamba", hidden_size=1536, num_hidden_layers=48, vocab_size=MAMBA1_VOCAB),
+    "mamba2-tiny": dict(backbone="mamba2", hidden_size=64, num_hidden_layers=2, head_dim=16, state_size=16,
+                        chunk_size=64, vocab_size=MAMBA2_VOCAB),
+    "mamba2-130m": dict(backbone="mamba2", hidden_size=768, num_hidden_layers=24, vocab_size=MAMBA2_VOCAB),
+    "mamba2-370m": dict(backbone="mamba2", hidden_size=1024, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
+    "mamba2-780m": dict(backbone="mamba2", hidden_size=1536, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
+    "mamba2-1.3b": dict(backbone="mamba2", hidden_size=2048, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
+}
+
+
+def random_model(name, seed=0, eos_token_id=0):
+    """A randomly initialised retriever of a named size (see NAMED_SIZES)."""
+    if name not in NAMED_SIZES:
+        raise ValueError(f"Unknown size {name!r}; choose one of {', '.join(NAMED_SIZES)}, or pass a folder.")
+    config = MambaRetrievalConfig(**NAMED_SIZES[name], eos_token_id=eos_token_id)
+    torch.manual_seed(seed)
+    return MambaForRetrieval(config).eval()
+
+
+def load_base(base, seed=0, eos_token_id=0):
+    """`base` is a named size or a transformers `*-hf` folder (`MambaForCausalLM` / `Mamba2ForCausalLM`).
+
+    Returns (model, tokenizer_dir): tokenizer_dir is the base folder when it has a tokenizer.json, else None.
+    """
+    if base in NAMED_SIZES:
+        return random_model(base, seed=seed, eos_token_id=eos_token_id), None
+    folder = Path(base)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{base!r} is neither a named size ({', '.join(NAMED_SIZES)}) nor a folder.")
+    from mamba_retrieval.conversion.transformers_lm import load_transformers_lm
+
+    model = load_transformers_lm(folder, eos_token_id=eos_token_id)
+    return model, folder if (folder / "tokenizer.json").is_file() else None

@@ -1,0 +1,178 @@
+"""Write a complete, self-contained Hub folder for a retriever and its tokenizer.
+
+The folder holds everything `AutoModel.from_pretrained(dir, trust_remote_code=True)` and
+`SentenceTransformer(dir, trust_remote_code=True)` need, offline: `config.json` whose `auto_map` points at the two
+remote-code files copied beside it, `model.safetensors`, the tokenizer, the sentence-transformers pipeline
+(Transformer -> Pooling lasttoken -> Normalize, in the format every sentence-transformers version reads) and a model
+card. It is written to a temporary folder next to the target and moved into place only when complete.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import sentence_transformers
+import torch
+import transformers
+
+from . import configuration_mamba_retrieval, modeling_mamba_retrieval
+
+REMOTE_CODE_FILES = (Path(configuration_mamba_retrieval.__file__), Path(modeling_mamba_retrieval.__file__))
+AUTO_MAP = {
+    "AutoConfig": "configuration_mamba_retrieval.MambaRetrievalConfig",
+    "AutoModel": "modeling_mamba_retrieval.MambaForRetrieval",
+}
+DEFAULT_PROMPTS = {"query": "", "document": ""}
+# Keys that describe how a tokenizer was loaded, not what it is; they break loading elsewhere.
+LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only", "name_or_path", "_commit_hash", "cache_dir", "token",
+                            "revision", "trust_remote_code")
+SENTENCE_TRANSFORMERS_MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
+
+
+def check_output_dir(out_dir, force=False):
+    """Refuse to replace an existing, non-empty folder unless `force`: a user's files are never lost silently."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output path.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose another output path or pass --force "
+                              "(force=True) to replace it.")
+
+
+def write_hub_folder(model, tokenizer, out_dir, *, max_seq_length, prompts=None, card=None, extra_files=None,
+                     force=False):
+    """Write `model` + `tokenizer` as a Hub folder at `out_dir`; returns the folder's path.
+
+    max_seq_length: tokens per text, EOS included (sentence-transformers truncates there).
+    prompts: {"query": ..., "document": ...} prepended by sentence-transformers' encode_query / encode_document.
+    card: README.md text; a basic card is written when None.
+    extra_files: {relative name: text} written into the folder too (e.g. a conversion report).
+    """
+    out_dir = Path(out_dir).absolute()
+    check_output_dir(out_dir, force)
+    prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
+    if tokenizer("")["input_ids"][-1:] != [tokenizer.eos_token_id]:
+        raise ValueError("The tokenizer does not append its EOS token; build it with "
+                         "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        model.config.auto_map = dict(AUTO_MAP)
+        model.save_pretrained(staging, safe_serialization=True)
+        for source in REMOTE_CODE_FILES:
+            shutil.copyfile(source, staging / source.name)
+        _write_tokenizer(tokenizer, staging, max_seq_length)
+        _write_sentence_transformers_files(staging, model.config.hidden_size, max_seq_length, prompts)
+        (staging / "README.md").write_text(card if card is not None else basic_card(model.config, prompts))
+        for name, text in (extra_files or {}).items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_text(text)
+        _move_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_tokenizer(tokenizer, folder, max_seq_length):
+    tokenizer.save_pretrained(folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    for key in LOAD_TIME_TOKENIZER_KEYS:
+        config.pop(key, None)
+    config["model_max_length"] = max_seq_length
+    # The generic class name that every transformers version maps to a fast tokenizer over tokenizer.json.
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    _write_json(config_path, config)
+
+
+def _write_sentence_transformers_files(folder, dimension, max_seq_length, prompts):
+    _write_json(folder / "modules.json", SENTENCE_TRANSFORMERS_MODULES)
+    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    _write_json(folder / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": dimension,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": False,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": True,
+        "include_prompt": True,
+    })
+    (folder / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(folder / "config_sentence_transformers.json", {
+        "__version__": {
+            "sentence_transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__,
+            "pytorch": torch.__version__,
+        },
+        "prompts": prompts,
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    })
+
+
+def _write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _move_into_place(staging, out_dir):
+    """Swap the finished folder in; an old folder (only with force) is removed only after the swap."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.rename(out_dir, old / out_dir.name)
+    os.rename(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def basic_card(config, prompts):
+    """A minimal model card; `mamba-retrieval card` renders the full one with evaluation results."""
+    backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
+    return f"""---
+library_name: sentence-transformers
+pipeline_tag: sentence-similarity
+tags:
+- sentence-transformers
+- feature-extraction
+- mamba
+- custom_code
+---
+
+# {backbone} retriever
+
+A bi-encoder over a {backbone} backbone ({config.num_hidden_layers} layers, width {config.hidden_size}). The
+embedding of a text is the final-layer state at the EOS token that the tokenizer appends, L2-normalised; relevance
+is cosine similarity. Made with [mamba-retrieval](https://pypi.org/project/mamba-retrieval/).
+
+Query prompt: `{prompts["query"]!r}`; document prompt: `{prompts["document"]!r}`.
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("path/to/this/folder", trust_remote_code=True)
+queries = model.encode_query(["what is a state-space model?"])
+documents = model.encode_document(["Mamba is a selective state-space model."])
+print(model.similarity(queries, documents))
+```
+
+```python
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
+model = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True)
+batch = tokenizer(["Mamba is a selective state-space model."], padding=True, return_tensors="pt")
+embeddings = model(**batch).sentence_embedding  # (batch, {config.hidden_size}), L2-normalised
+```
+
+Without `pip install mamba-retrieval` the model runs on its readable reference path; with it, on the fast paths
+where available.
+"""
