@@ -110,3 +110,52 @@ class MambaRetrievalConfig(PretrainedConfig):
     def num_heads(self):
         """Mamba-2 heads (`expand * hidden_size / head_dim`)."""
         return self.intermediate_size // self.head_dim
+
+
+class MambaScannerConfig(MambaRetrievalConfig):
+    r"""
+    SPScanner: one causal Mamba-2 pass over `question + question_suffix + document` scores every sentence unit.
+
+    Backbone fields are those of `MambaRetrievalConfig` (the backbone is always Mamba-2). Scanner fields:
+        window_size: document tokens per window; longer documents are scanned in windows, each prefixed with the
+            question (120,000 in the published pipeline).
+        window_stride: document tokens between window starts; None means half the window (50% overlap).
+        question_suffix: appended to the stripped question before it is tokenized ("\n", as in training).
+        min_unit_tokens: consecutive pieces are merged until each sentence unit has at least this many tokens.
+        max_piece_words: pieces longer than this are split at newlines, then every `max_piece_words` words.
+        max_piece_chars: pieces this long or longer (markup without spaces, tables) are dropped.
+    """
+
+    model_type = "mamba_scanner"
+
+    def __init__(
+        self,
+        window_size=120_000,
+        window_stride=None,
+        question_suffix="\n",
+        min_unit_tokens=20,
+        max_piece_words=50,
+        max_piece_chars=1000,
+        backbone="mamba2",
+        vocab_size=50288,
+        **kwargs,
+    ):
+        if backbone != "mamba2":
+            raise ValueError(f"A scanner has a Mamba-2 backbone; got backbone={backbone!r}.")
+        if window_size < 2:
+            raise ValueError(f"window_size must be at least 2 tokens, got {window_size}.")
+        stride = window_size // 2 if window_stride is None else window_stride
+        if not 0 < stride <= window_size:
+            raise ValueError(f"window_stride must lie in (0, window_size={window_size}], got {window_stride}.")
+        self.window_size = window_size
+        self.window_stride = window_stride
+        self.question_suffix = question_suffix
+        self.min_unit_tokens = min_unit_tokens
+        self.max_piece_words = max_piece_words
+        self.max_piece_chars = max_piece_chars
+        super().__init__(backbone=backbone, vocab_size=vocab_size, **kwargs)
+
+    @property
+    def stride(self):
+        """Document tokens between window starts (half the window unless `window_stride` is set)."""
+        return self.window_size // 2 if self.window_stride is None else self.window_stride

@@ -24,6 +24,12 @@ AUTO_MAP = {
     "AutoConfig": "configuration_mamba_retrieval.MambaRetrievalConfig",
     "AutoModel": "modeling_mamba_retrieval.MambaForRetrieval",
 }
+# SPScanner folders (model_type "mamba_scanner"): their own classes, no sentence-transformers pipeline (a scanner
+# scores the sentences of one question + document pass; it does not embed texts).
+SCANNER_AUTO_MAP = {
+    "AutoConfig": "configuration_mamba_retrieval.MambaScannerConfig",
+    "AutoModel": "modeling_mamba_retrieval.MambaForSentenceScoring",
+}
 DEFAULT_PROMPTS = {"query": "", "document": ""}
 # Keys that describe how a tokenizer was loaded, not what it is; they break loading elsewhere.
 LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only", "name_or_path", "_commit_hash", "cache_dir", "token",
@@ -57,19 +63,27 @@ def write_hub_folder(model, tokenizer, out_dir, *, max_seq_length, prompts=None,
     out_dir = Path(out_dir).absolute()
     check_output_dir(out_dir, force)
     prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
-    if tokenizer("")["input_ids"][-1:] != [tokenizer.eos_token_id]:
+    scanner = model.config.model_type == "mamba_scanner"
+    if scanner and tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
+        raise ValueError("A scanner reads plain text: its tokenizer must add no special tokens; build it with "
+                         "mamba_retrieval.modeling.scanner.build_scanner_tokenizer().")
+    if not scanner and tokenizer("")["input_ids"][-1:] != [tokenizer.eos_token_id]:
         raise ValueError("The tokenizer does not append its EOS token; build it with "
                          "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        model.config.auto_map = dict(AUTO_MAP)
+        model.config.auto_map = dict(SCANNER_AUTO_MAP if scanner else AUTO_MAP)
         model.save_pretrained(staging, safe_serialization=True)
         for source in REMOTE_CODE_FILES:
             shutil.copyfile(source, staging / source.name)
         _write_tokenizer(tokenizer, staging, max_seq_length)
-        _write_sentence_transformers_files(staging, model.config.hidden_size, max_seq_length, prompts)
-        (staging / "README.md").write_text(card if card is not None else basic_card(model.config, prompts))
+        if scanner:
+            card = card if card is not None else scanner_card(model.config)
+        else:
+            _write_sentence_transformers_files(staging, model.config.hidden_size, max_seq_length, prompts)
+            card = card if card is not None else basic_card(model.config, prompts)
+        (staging / "README.md").write_text(card)
         for name, text in (extra_files or {}).items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_text(text)
@@ -175,4 +189,35 @@ embeddings = model(**batch).sentence_embedding  # (batch, {config.hidden_size}),
 
 Without `pip install mamba-retrieval` the model runs on its readable reference path; with it, on the fast paths
 where available.
+"""
+
+
+def scanner_card(config):
+    """A minimal model card for an SPScanner folder."""
+    return f"""---
+library_name: transformers
+tags:
+- mamba2
+- spscanner
+- long-document
+- custom_code
+---
+
+# SPScanner (Mamba-2 sentence scanner)
+
+One causal Mamba-2 pass ({config.num_hidden_layers} layers, width {config.hidden_size}) over
+`question + "\\n" + document` scores every sentence unit of the document; the best units, in document order, are
+the context an LLM answers from. Documents longer than {config.window_size:,} tokens are read in windows with
+{config.stride:,} tokens between starts, each prefixed with the question; a unit's score is its mean logit over
+the windows holding it. Made with [mamba-retrieval](https://pypi.org/project/mamba-retrieval/).
+
+```python
+from mamba_retrieval.modeling.scanner import SentenceScanner
+
+scanner = SentenceScanner.from_pretrained("path/to/this/folder")
+result = scanner.scan("What did the committee decide?", open("report.txt").read(), top_k=10)
+print(result.context)
+```
+
+or `mamba-retrieval scan path/to/this/folder --question "..." --document report.txt`.
 """

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, logging
 
-from .configuration_mamba_retrieval import MambaRetrievalConfig
+from .configuration_mamba_retrieval import MambaRetrievalConfig, MambaScannerConfig
 
 try:  # transformers >= 5: init functions that leave loaded parameters alone
     from transformers import initialization as init
@@ -377,3 +377,100 @@ class MambaForRetrieval(MambaRetrievalPreTrainedModel):
         if empty_rows:
             raise ValueError(f"Rows {empty_rows} of the batch have no real token (attention_mask all zero).")
         return inputs_embeds, attention_mask
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# SPScanner: sentence scoring in one causal pass
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SentenceScoringOutput(ModelOutput):
+    """
+    loss: with `labels`, the BCE loss over real sentences with `pos_weight = #negatives / #positives` of the batch.
+    logits: (batch, n_sentences) float32 score of each sentence unit (the head at its last token); padding is -inf.
+    sentence_mask: (batch, n_sentences) True for real sentences.
+    """
+
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    sentence_mask: Optional[torch.BoolTensor] = None
+
+
+def sentence_bce_loss(logits, labels, sentence_mask):
+    """SPScanner's loss: binary cross-entropy over the real sentences of the batch, positives weighted by
+    #negatives / #positives (1 when the batch has no positive, so that the weight stays finite)."""
+    logits, labels = logits[sentence_mask], labels[sentence_mask].float()
+    positives = labels.sum()
+    pos_weight = (labels.numel() - positives) / positives.clamp(min=1)
+    return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
+
+
+class MambaForSentenceScoring(MambaRetrievalPreTrainedModel):
+    """SPScanner: a Mamba-2 backbone reads `question + "\\n" + document` once; `binary_head` (Linear(d_model, 1))
+    scores the final-layer state at the last token of every sentence unit. The language-model head of the
+    checkpoint is not part of the model: it is never computed."""
+
+    config_class = MambaScannerConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.backbone = MambaBackbone(config)
+        self.binary_head = nn.Linear(config.hidden_size, 1, bias=True)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.backbone.embeddings
+
+    def set_input_embeddings(self, value):
+        self.backbone.embeddings = value
+
+    def forward(self, input_ids=None, sentence_end_positions=None, attention_mask=None, labels=None,
+                return_dict=None):
+        """
+        input_ids: (batch, length) tokens of `question + suffix + document`, right-padded.
+        sentence_end_positions: (batch, n_sentences) index of each sentence unit's last token in `input_ids`;
+            negative entries are padding.
+        labels: optional (batch, n_sentences) 0/1 relevance of each sentence, for the training loss.
+        """
+        positions, sentence_mask = self._check_scoring_inputs(input_ids, sentence_end_positions, attention_mask)
+        mask = None if attention_mask is None or bool(attention_mask.all()) else attention_mask
+        hidden_states, _ = self.backbone(self.backbone.embeddings(input_ids), mask)
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)[:, None]
+        # Only the sentence ends go through the head: (batch, n_sentences, hidden) -> (batch, n_sentences).
+        logits = self.binary_head(hidden_states[rows, positions]).squeeze(-1).float()
+        logits = logits.masked_fill(~sentence_mask, -torch.inf)
+        loss = sentence_bce_loss(logits, labels.to(logits.device), sentence_mask) if labels is not None else None
+        output = SentenceScoringOutput(loss, logits, sentence_mask)
+        return output if return_dict is not False else output.to_tuple()
+
+    def _check_scoring_inputs(self, input_ids, sentence_end_positions, attention_mask):
+        if input_ids is None or input_ids.dim() != 2 or input_ids.numel() == 0:
+            shape = None if input_ids is None else tuple(input_ids.shape)
+            raise ValueError(f"input_ids must be a non-empty (batch, length) tensor, got {shape}.")
+        if int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size:
+            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}); got values in "
+                             f"[{int(input_ids.min())}, {int(input_ids.max())}]. Is this the model's own tokenizer?")
+        if sentence_end_positions is None:
+            raise ValueError("Pass sentence_end_positions: the index of each sentence unit's last token "
+                             "(mamba_retrieval.modeling.segmentation computes them).")
+        sentence_end_positions = torch.as_tensor(sentence_end_positions, device=input_ids.device)
+        if sentence_end_positions.dim() == 1:
+            sentence_end_positions = sentence_end_positions[None]
+        if sentence_end_positions.dim() != 2 or sentence_end_positions.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"sentence_end_positions must have shape (batch={input_ids.shape[0]}, n_sentences), "
+                             f"got {tuple(sentence_end_positions.shape)}.")
+        length = input_ids.shape[1]
+        if int(sentence_end_positions.max()) >= length:
+            raise ValueError(f"sentence_end_positions go up to {int(sentence_end_positions.max())}, beyond the "
+                             f"{length} tokens of input_ids.")
+        sentence_mask = sentence_end_positions >= 0
+        positions = sentence_end_positions.clamp(min=0)
+        if attention_mask is not None:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
+                                 f"{tuple(input_ids.shape)}.")
+            rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None]
+            if not bool(attention_mask[rows, positions].bool()[sentence_mask].all()):
+                raise ValueError("Some sentence_end_positions point at padding (attention_mask 0).")
+        return positions, sentence_mask
