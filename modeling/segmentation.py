@@ -72,8 +72,9 @@ def merge_pieces(pieces, token_counts, min_unit_tokens=20):
             texts.append(piece)
             counts.append(count)
     if len(texts) > 1 and counts[-1] < min_unit_tokens:
-        texts[-2] += texts.pop()
-        counts[-2] += counts.pop()
+        last_text, last_count = texts.pop(), counts.pop()
+        texts[-1] += last_text
+        counts[-1] += last_count
     return texts, counts
 
 

@@ -16,7 +16,7 @@ from mamba_retrieval.modeling.scanner import (SentenceScanner, build_scanner_tok
                                               top_k_indices, write_scanner_folder)
 from mamba_retrieval.modeling.scanner_training import (collate, learning_rate_factor, read_training_jsonl,
                                                        train_scanner)
-from mamba_retrieval.modeling.segmentation import segment_document, split_pieces, split_sentences
+from mamba_retrieval.modeling.segmentation import merge_pieces, segment_document, split_pieces, split_sentences
 
 TOKENIZER = build_scanner_tokenizer()
 DOCUMENT = " ".join(
@@ -120,6 +120,11 @@ def test_pieces_follow_the_original_rules():
     long_words = [p for p in pieces if "word" in p]
     assert [len(p.split()) for p in long_words] == [50, 50, 21]  # 120 words + "end." cut every 50 words
     assert all(len(p) < 1000 for p in pieces)  # the 1200-character piece is dropped
+
+
+def test_pieces_merge_until_min_tokens_and_short_tail_joins_previous():
+    assert merge_pieces(["a", "b", "c", "d", "e"], [15, 10, 25, 30, 5], 20) == (["ab", "c", "de"], [25, 25, 35])
+    assert merge_pieces(["a"], [3], 20) == (["a"], [3])
 
 
 def test_units_have_min_tokens_and_end_tokens_close_each_unit():
