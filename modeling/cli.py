@@ -8,6 +8,7 @@ import sys
 COMMAND_MODULES = (
     "mamba_retrieval.modeling.init_command",
     "mamba_retrieval.modeling.search_command",
+    "mamba_retrieval.modeling.train_command",
 )
 
 
