@@ -7,6 +7,8 @@ import sys
 # Each module defines `register(subparsers)`, which adds its sub-command and sets `func(args)` on it.
 COMMAND_MODULES = (
     "mamba_retrieval.modeling.init_command",
+    "mamba_retrieval.modeling.search_command",
+    "mamba_retrieval.modeling.train_command",
     "mamba_retrieval.modeling.scan_command",
     "mamba_retrieval.modeling.scanner_training",
 )
