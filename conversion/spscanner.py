@@ -1,0 +1,185 @@
+"""SPScanner checkpoints (`MambaRetriever/SPScanner-130m`, `-1.3b`) -> scanner Hub folders, strictly.
+
+A checkpoint is mamba_ssm's: `config.json` (its MambaConfig, `ssm_cfg: {"layer": "Mamba2"}`, vocab 50277 padded to
+50288, tied embeddings) and `pytorch_model.bin` with `backbone.*`, the tied `lm_head.weight` and the scanner's
+`binary_head.weight` [1, d_model] + `binary_head.bias` [1]. The config and backbone keys are read with
+`mamba_ssm_format` (mamba_ssm's defaults, explicit key map); the tied LM head is dropped after checking that it
+equals the embedding; every other key must be exactly the model's (no `strict=False`). Parity: the converted model's
+sentence logits are compared with an independent reference (transformers' `Mamba2Model` + the head, built from the
+source tensors by their own key names), before writing and again after reloading the written folder; the report
+is printed and stored in the folder as `conversion_report.json`.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from mamba_retrieval.conversion.checkpoint_files import read_state_dict
+from mamba_retrieval.conversion.mamba_ssm_format import config_from_mamba_ssm, is_mamba_ssm_config, map_mamba_ssm_keys
+from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
+from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
+from mamba_retrieval.modeling.hub_folder import check_output_dir
+from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring
+
+HEAD_KEYS = ("binary_head.weight", "binary_head.bias")
+# The fields a scanner takes from the backbone config that mamba_ssm's config.json describes.
+BACKBONE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel",
+                   "head_dim", "n_groups", "chunk_size", "use_bias", "use_conv_bias", "layer_norm_epsilon",
+                   "residual_in_fp32", "eos_token_id")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Parity tolerance (fp32, relative to the largest reference logit), as the reference-parity tests use.
+PARITY_TOLERANCE = 1e-5
+
+
+def is_spscanner_checkpoint(config_dict, state_dict_keys):
+    """True for a mamba_ssm Mamba-2 config.json whose weights carry SPScanner's `binary_head.*`."""
+    return (is_mamba_ssm_config(config_dict) and (config_dict.get("ssm_cfg") or {}).get("layer") == "Mamba2"
+            and all(key in state_dict_keys for key in HEAD_KEYS))
+
+
+def scanner_config_from_mamba_ssm(config_dict):
+    backbone = config_from_mamba_ssm(config_dict)
+    if backbone.backbone != "mamba2":
+        raise ValueError("An SPScanner checkpoint has a Mamba-2 backbone (ssm_cfg.layer = 'Mamba2').")
+    return MambaScannerConfig(**{field: getattr(backbone, field) for field in BACKBONE_FIELDS})
+
+
+def load_spscanner_checkpoint(src):
+    """(model, source state dict, mamba_ssm config dict) from an SPScanner checkpoint folder; exact keys."""
+    src = Path(src)
+    config_path = src / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{src} has no config.json; expected an SPScanner checkpoint folder "
+                                "(mamba_ssm config.json + pytorch_model.bin).")
+    config_dict = json.loads(config_path.read_text())
+    state_dict = read_state_dict(src)
+    if not is_spscanner_checkpoint(config_dict, state_dict):
+        raise ValueError(f"{src} is not an SPScanner checkpoint: expected a mamba_ssm config.json with ssm_cfg.layer "
+                         f"'Mamba2' and weights with {', '.join(HEAD_KEYS)}.")
+    config = scanner_config_from_mamba_ssm(config_dict)
+    mapped = map_mamba_ssm_keys(state_dict, config, tie_embeddings=config_dict.get("tie_embeddings", True))
+    with torch.device("meta"):
+        model = MambaForSentenceScoring(config)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(mapped)), sorted(set(mapped) - set(expected))
+    if missing or unexpected:
+        raise KeyError(f"The checkpoint does not match an SPScanner of its config.json. Missing keys: "
+                       f"{missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
+    wrong = [f"{k}: {tuple(mapped[k].shape)} != {tuple(p.shape)}" for k, p in expected.items()
+             if tuple(mapped[k].shape) != tuple(p.shape)]
+    if wrong:
+        raise ValueError("Tensor shapes do not match config.json: " + "; ".join(wrong))
+    model.load_state_dict(mapped, strict=True, assign=True)
+    return model.eval(), state_dict, config_dict
+
+
+def reference_from_source(config, state_dict):
+    """transformers' Mamba2Model + head on the source tensors, mapped by their own names (mamba_ssm's
+    `backbone.embedding` / `backbone.layers` / `backbone.norm_f` are Mamba2Model's `embeddings` / `layers` /
+    `norm_f`), in float32."""
+    backbone = {}
+    for key, value in state_dict.items():
+        if key.startswith("backbone."):
+            name = key.removeprefix("backbone.")
+            backbone["embeddings.weight" if name == "embedding.weight" else name] = value.float()
+    return TransformersScannerReference(config, backbone, state_dict["binary_head.weight"].float(),
+                                        state_dict["binary_head.bias"].float())
+
+
+def parity_inputs(config, seed=0, length=None, n_sentences=12):
+    """A deterministic batch: random tokens over several scan chunks, sentence ends spread over it, one padded row."""
+    generator = torch.Generator().manual_seed(seed)
+    length = length or 3 * config.chunk_size + 17
+    input_ids = torch.randint(2, min(config.vocab_size, 50277), (2, length), generator=generator)
+    ends = torch.linspace(length // n_sentences, length - 1, n_sentences).round().long()
+    positions = torch.stack([ends, torch.where(torch.arange(n_sentences) < n_sentences - 3, ends, -1)])
+    return input_ids, positions
+
+
+@torch.inference_mode()
+def logits_parity(model, reference, inputs):
+    """Max |ours - reference| over real sentences, the reference's scale, and whether their rankings agree."""
+    input_ids, positions = inputs
+    ours = model.float()(input_ids=input_ids, sentence_end_positions=positions).logits
+    theirs = reference(input_ids, positions).logits
+    real = positions >= 0
+    difference = float((ours[real] - theirs[real]).abs().max())
+    scale = float(theirs[real].abs().max())
+    same_order = all(torch.equal(ours[row][real[row]].argsort(descending=True),
+                                 theirs[row][real[row]].argsort(descending=True)) for row in range(len(real)))
+    return {"max_abs_difference": difference, "reference_scale": scale,
+            "relative_difference": difference / max(scale, 1e-12), "same_ranking": same_order,
+            "ours": ours[real].tolist(), "reference": theirs[real].tolist()}
+
+
+def convert_spscanner(src, out, dtype=None, force=False):
+    """Convert an SPScanner checkpoint folder into a scanner Hub folder at `out`; returns the parity report."""
+    from transformers import AutoModel
+
+    from mamba_retrieval.modeling.scanner import write_scanner_folder
+
+    check_output_dir(out, force)
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+    model, state_dict, config_dict = load_spscanner_checkpoint(src)
+    source_dtype = str(state_dict["binary_head.weight"].dtype).removeprefix("torch.")
+    reference = reference_from_source(model.config, state_dict)
+    inputs = parity_inputs(model.config)
+    before = logits_parity(_float_copy(model), reference, inputs)
+    _check_parity(before, "before writing")
+
+    target_dtype = DTYPES[dtype] if dtype else model.dtype
+    report = {
+        "source": str(Path(src).absolute()),
+        "format": "SPScanner (mamba_ssm Mamba-2 + binary_head)",
+        "source_dtype": source_dtype,
+        "folder_dtype": str(target_dtype).removeprefix("torch."),
+        "config": {field: getattr(model.config, field) for field in BACKBONE_FIELDS},
+        "dropped_keys": ["lm_head.weight (tied: equal to backbone.embedding.weight)"]
+        if "lm_head.weight" in state_dict else [],
+        "parity_reference": "transformers Mamba2Model + Linear head on the source tensors, float32",
+        "parity_before_writing": _summary(before),
+    }
+    folder = write_scanner_folder(model.to(target_dtype), out, force=force,
+                                  extra_files={"conversion_report.json": json.dumps(report, indent=2) + "\n"})
+    reloaded = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    _check_weights(reloaded, model)
+    after = logits_parity(_float_copy(reloaded), reference, inputs)
+    if target_dtype == torch.float32:
+        _check_parity(after, "after reloading the written folder")
+    report["parity_after_reload"] = _summary(after)
+    (folder / "conversion_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _float_copy(model):
+    copy = type(model)(model.config).eval()
+    copy.load_state_dict({k: v.float() for k, v in model.state_dict().items()}, strict=True)
+    return copy
+
+
+def _check_parity(parity, when):
+    if parity["relative_difference"] > PARITY_TOLERANCE:
+        raise ValueError(f"Sentence logits differ from the transformers reference {when}: max |difference| "
+                         f"{parity['max_abs_difference']:.3g} on a scale of {parity['reference_scale']:.3g}.")
+
+
+def _check_weights(reloaded, model):
+    theirs = reloaded.state_dict()
+    different = [k for k, v in model.state_dict().items() if k not in theirs or not torch.equal(theirs[k], v)]
+    if different or set(theirs) != set(model.state_dict()):
+        raise ValueError(f"The written folder does not hold the converted weights: {different[:10]}")
+
+
+def _summary(parity):
+    return {key: parity[key] for key in ("max_abs_difference", "reference_scale", "relative_difference",
+                                         "same_ranking")}
+
+
+def print_report(report):
+    for when in ("parity_before_writing", "parity_after_reload"):
+        parity = report[when]
+        print(f"{when}: max |logit difference| {parity['max_abs_difference']:.3g} "
+              f"(reference scale {parity['reference_scale']:.3g}, relative {parity['relative_difference']:.3g}), "
+              f"same ranking: {parity['same_ranking']}")
