@@ -301,3 +301,29 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
                            min_lr=3e-4)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.7 * first, losses
+
+
+def test_testset_logits_file_in_the_published_format(scanner_folder, tmp_path):
+    import pickle
+
+    from mamba_retrieval.eval.spscanner_testset import main as testset_main
+
+    folder, model = scanner_folder
+    scanner = SentenceScanner(model, TOKENIZER)
+    data, expected = {}, {}
+    for benchmark, question, text in (("qasper", "Which budget line grew?", DOCUMENT[:1500]),
+                                      ("narrativeqa", "Who is Dr. Smith?", DOCUMENT[1500:2600])):
+        doc = segment_document(text, TOKENIZER)
+        prefix = question_token_ids(TOKENIZER, question)
+        data[benchmark] = {(benchmark, "0"): {
+            "input_ids": prefix + doc.input_ids, "full_text_sentences": doc.units, "question": question + "\n",
+            "answer": "-", "answer_type": "sentence", "sentence_indices": [len(prefix) + e for e in doc.end_positions]}}
+        expected[benchmark] = scanner.score(question, doc.input_ids, doc.end_positions)
+    (tmp_path / "test.pickle").write_bytes(pickle.dumps(data))
+    testset_main([str(folder), str(tmp_path / "test.pickle"), str(tmp_path / "logits.pickle")])
+    logits = pickle.loads((tmp_path / "logits.pickle").read_bytes())
+    assert {b: list(points) for b, points in logits.items()} == {b: list(points) for b, points in data.items()}
+    for benchmark in data:
+        assert logits[benchmark][(benchmark, "0")] == pytest.approx(expected[benchmark], abs=1e-6)
+    with pytest.raises(SystemExit, match="exists"):
+        testset_main([str(folder), str(tmp_path / "test.pickle"), str(tmp_path / "logits.pickle")])

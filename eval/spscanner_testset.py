@@ -1,0 +1,103 @@
+"""Score SPScanner's published test sets and write the per-sentence logits file their RAG pipeline reads.
+
+Input (pickle or JSON): `{benchmark: {datapoint_key: {input_ids, full_text_sentences, question, answer, answer_type,
+sentence_indices}}}`, where `input_ids` = question tokens + document tokens and `sentence_indices` are the units' end
+tokens in `input_ids` (taken as they are). Output: `{benchmark: {datapoint_key: [mean logit per sentence]}}`, the
+`prediction_logits` pickle of their `rag_pipeline/get_ans_prompt.py`, with the same keys as the input (JSON output
+turns tuple keys into their `str()`, as that pipeline's `dict_key_to_tuple` expects).
+
+    python -m mamba_retrieval.eval.spscanner_testset MODEL test_data.pickle logits.pickle [--window-size N]
+"""
+
+import argparse
+import json
+import pickle
+import sys
+from pathlib import Path
+
+from mamba_retrieval.modeling.scanner import SentenceScanner, score_document
+
+FIELDS = ("input_ids", "question", "sentence_indices")
+
+
+def read_testset(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Test set {path} not found.")
+    if path.suffix in (".pickle", ".pkl"):
+        with open(path, "rb") as handle:
+            data = pickle.load(handle)
+    else:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected {{benchmark: {{datapoint_key: datapoint}}}}.")
+    for benchmark, points in data.items():
+        for key, point in points.items():
+            missing = [field for field in FIELDS if field not in point]
+            if missing:
+                raise ValueError(f"{path}: datapoint {benchmark}/{key} lacks {missing}.")
+    return data
+
+
+def question_prefix_length(tokenizer, point, suffix="\n"):
+    """Length of the question prefix of `input_ids`: the question as stored (the original's evaluate.py), or
+    rebuilt the way training data was (`question.strip() + "\\n"`)."""
+    input_ids = list(point["input_ids"])
+    for text in (point["question"], point["question"].strip() + suffix):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if input_ids[:len(ids)] == ids:
+            return len(ids)
+    raise ValueError("input_ids do not start with the tokens of the question; is this a test set of the "
+                     "published format?")
+
+
+def score_testset(scanner, data, window_size=None, log=sys.stderr):
+    logits = {}
+    total = sum(len(points) for points in data.values())
+    done = 0
+    for benchmark, points in data.items():
+        logits[benchmark] = {}
+        for key, point in points.items():
+            prefix = question_prefix_length(scanner.tokenizer, point, scanner.model.config.question_suffix)
+            input_ids, ends = list(point["input_ids"]), list(point["sentence_indices"])
+            if "full_text_sentences" in point and len(point["full_text_sentences"]) != len(ends):
+                raise ValueError(f"{benchmark}/{key}: {len(point['full_text_sentences'])} sentences but "
+                                 f"{len(ends)} sentence_indices.")
+            if not ends or ends[0] < prefix or ends[-1] >= len(input_ids):
+                raise ValueError(f"{benchmark}/{key}: sentence_indices must lie in the document part of input_ids.")
+            logits[benchmark][key] = score_document(
+                scanner.model, input_ids[:prefix], input_ids[prefix:], [end - prefix for end in ends], window_size)
+            done += 1
+            print(f"[{done}/{total}] {benchmark} {key}: {len(ends)} sentences", file=log, flush=True)
+    return logits
+
+
+def write_logits(logits, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".pickle", ".pkl"):
+        with open(path, "wb") as handle:
+            pickle.dump(logits, handle)
+    else:
+        path.write_text(json.dumps({b: {str(k): v for k, v in points.items()} for b, points in logits.items()}))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="SPScanner Hub folder")
+    parser.add_argument("testset", help="test-set file (.pickle / .pkl, or JSON)")
+    parser.add_argument("output", help="logits file (.pickle / .pkl for their pipeline, or .json)")
+    parser.add_argument("--window-size", type=int, help="document tokens per window (default: the model's config; "
+                        "the original evaluate.py used 256000)")
+    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    args = parser.parse_args(argv)
+    if Path(args.output).exists() and not args.force:
+        raise SystemExit(f"{args.output} exists; choose another path or pass --force.")
+    data = read_testset(args.testset)
+    logits = score_testset(SentenceScanner.from_pretrained(args.model), data, args.window_size)
+    write_logits(logits, args.output)
+    print(f"wrote {args.output}: {sum(len(v) for v in logits.values())} datapoints")
+
+
+if __name__ == "__main__":
+    main()
