@@ -9,6 +9,7 @@ COMMAND_MODULES = (
     "mamba_retrieval.modeling.init_command",
     "mamba_retrieval.modeling.search_command",
     "mamba_retrieval.modeling.train_command",
+    "mamba_retrieval.modeling.distil_command",
 )
 
 
