@@ -7,6 +7,9 @@ import sys
 # Each module defines `register(subparsers)`, which adds its sub-command and sets `func(args)` on it.
 COMMAND_MODULES = (
     "mamba_retrieval.modeling.init_command",
+    "mamba_retrieval.eval.eval_command",
+    "mamba_retrieval.eval.leaderboard_bundle",
+    "mamba_retrieval.hub_cards.card_command",
 )
 
 
