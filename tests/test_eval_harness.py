@@ -257,3 +257,19 @@ def test_bad_input_gives_clear_errors(workspace, tmp_path, capsys):
     assert "Nothing to evaluate" in error_of("eval", str(workspace["model"]), "--output", out)
     assert "does not exist" in error_of("card", str(workspace["model"]), "--results", str(tmp_path / "none"))
     assert not (tmp_path / "out").exists()
+
+
+def test_benchmarks_name_the_papers_tasks_without_loading_data():
+    from mamba_retrieval.eval.task_selection import BEIR_13, select_tasks
+
+    beir = select_tasks(benchmark="BEIR")
+    assert [task.metadata.name for task in beir] == [*BEIR_13, "MSMARCO"] and len(BEIR_13) == 13
+    assert beir[-1].eval_splits == ["dev"]
+    assert [task.metadata.name for task in select_tasks(benchmark="LongEmbed")] == \
+        [task.metadata.name for task in mteb.get_benchmark("LongEmbed").tasks]
+    loco = select_tasks(benchmark="LoCo")
+    assert len(loco) == 12 and {"LoCoV1SummScreenFD", "LoCoV1QasperTitle", "LoCoV1QasperAbstract"} <= \
+        {task.metadata.name for task in loco}
+    assert not any(task.data_loaded for task in beir + loco)
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        select_tasks(["SciFact"], split="validation")
