@@ -13,10 +13,16 @@ DEFAULT_OUTPUT = "eval-results"
 
 
 def pending_tasks(tasks, meta, cache):
-    """The tasks with splits still missing from the result files (mteb's own test: TaskResult.get_missing_evaluations)."""
+    """The tasks with splits still missing from the result files (mteb's own test: TaskResult.get_missing_evaluations).
+    A file computed on other data (another dataset revision) is neither resumed nor silently replaced."""
     pending = []
     for task in tasks:
         existing = cache.load_task_result(task.metadata.name, meta)
+        if existing is not None and existing.dataset_revision != task.metadata.revision:
+            path = cache.get_task_result_path(task.metadata.name, meta)
+            raise FileExistsError(f"{path} holds results on dataset revision {existing.dataset_revision}, but "
+                                  f"{task.metadata.name} is now revision {task.metadata.revision} (its data "
+                                  "changed); move that file away or choose another --output.")
         if existing is None or existing.get_missing_evaluations(task):
             pending.append(task)
     return pending

@@ -254,6 +254,11 @@ def test_bad_input_gives_clear_errors(workspace, tmp_path, capsys):
                                        "--split", "dev", "--output", out)
     assert "No task named 'NotATask'" in error_of("eval", str(workspace["model"]), "--tasks", "NotATask",
                                                   "--output", out)
+    changed = shutil.copytree(workspace["beir"], tmp_path / "scifact-slice")  # same task name, other data
+    with open(changed / "queries.jsonl", "a") as queries:
+        queries.write(json.dumps({"_id": "extra", "text": "an extra query"}) + "\n")
+    assert "its data changed" in error_of("eval", str(workspace["model"]), "--beir-dir", str(changed),
+                                          "--output", str(workspace["output"]))
     assert "Nothing to evaluate" in error_of("eval", str(workspace["model"]), "--output", out)
     assert "does not exist" in error_of("card", str(workspace["model"]), "--results", str(tmp_path / "none"))
     assert not (tmp_path / "out").exists()
