@@ -9,8 +9,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from transformers import (Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM,
+                          PreTrainedTokenizerFast)
 
 from conftest import tiny_model
+from mamba_retrieval.modeling.tokenizer import VENDORED_TOKENIZER
 
 # config.json as mamba_ssm 1.x (Mamba-1, e.g. state-spaces/mamba-130m) and 2.x (Mamba-2) write it, at tiny sizes
 # matching conftest.tiny_config.
@@ -61,3 +64,18 @@ def write_tevatron_untied_folders(folder, backbone):
     query = write_mamba_ssm_folder(Path(folder) / "query_model", backbone, seed=1)
     passage = write_mamba_ssm_folder(Path(folder) / "passage_model", backbone, seed=2)
     return query, passage
+
+
+def make_transformers_lm(folder, backbone):
+    """A tiny language model saved the way transformers saves `state-spaces/mamba-*-hf`, tokenizer included."""
+    torch.manual_seed(0)
+    if backbone == "mamba":
+        lm = MambaForCausalLM(MambaConfig(vocab_size=50280, hidden_size=32, num_hidden_layers=2, state_size=8,
+                                          layer_norm_epsilon=1e-5, tie_word_embeddings=True))
+    else:
+        lm = Mamba2ForCausalLM(Mamba2Config(vocab_size=50288, hidden_size=32, num_hidden_layers=2, state_size=8,
+                                            head_dim=16, num_heads=4, n_groups=1, chunk_size=8,
+                                            layer_norm_epsilon=1e-5, tie_word_embeddings=True))
+    lm.save_pretrained(folder)
+    PreTrainedTokenizerFast(tokenizer_file=str(VENDORED_TOKENIZER), eos_token="<|endoftext|>").save_pretrained(folder)
+    return lm.eval()
