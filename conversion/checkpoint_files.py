@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+LARGE = 1 << 28  # bytes from which reading and hashing show a progress bar
 
 
 def weight_files(folder):
@@ -35,8 +36,14 @@ def read_weight_file(path, keys_only=False):
                 with safe_open(str(path), framework="pt") as f:
                     return list(f.keys())
             return load_file(str(path))
-        # mmap: a pickle's keys without reading its tensors into memory
-        state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=keys_only)
+        state_dict = None
+        if keys_only:  # mmap: a pickle's keys without reading its tensors (zip format, torch >= 1.6 files)
+            try:
+                state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:
+                pass  # e.g. a legacy pickle: read it whole below, which reports a broken file
+        if state_dict is None:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which file, not just the parser's complaint
         raise ValueError(f"Cannot read weights from {path} ({type(error).__name__}: {error}). "
                          "Is the file complete (not truncated by an interrupted download)?") from error
@@ -48,7 +55,8 @@ def read_weight_file(path, keys_only=False):
 def read_state_dict(folder):
     state_dict = {}
     files = weight_files(folder)
-    for path in tqdm(files, desc=f"reading {Path(folder).name}", unit="file", disable=len(files) < 2):
+    large = sum(path.stat().st_size for path in files) >= LARGE
+    for path in tqdm(files, desc=f"reading weights of {Path(folder).name}", unit="file", disable=not large):
         state_dict.update(read_weight_file(path))
     return state_dict
 
@@ -64,7 +72,7 @@ def sha256(path, chunk=1 << 24):
     digest = hashlib.sha256()
     size = path.stat().st_size
     with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"hashing {path.name}",
-                                     disable=size < (1 << 28)) as bar:
+                                     disable=size < LARGE) as bar:
         while block := f.read(chunk):
             digest.update(block)
             bar.update(len(block))

@@ -15,7 +15,7 @@ import transformers
 
 from mamba_retrieval.conversion.checkpoint_files import sha256
 from mamba_retrieval.conversion.formats import FORMATS, read_source
-from mamba_retrieval.conversion.parity import PARITY_TEXTS, TOLERANCE, max_abs_diff
+from mamba_retrieval.conversion.parity import PARITY_TEXTS, TOLERANCE, compare_with_reference, within_tolerance
 from mamba_retrieval.conversion.strict_loading import load_into_retriever
 from mamba_retrieval.conversion.tevatron_format import SHARED
 from mamba_retrieval.modeling.hub_folder import (check_output_dir, staged_folder, write_hub_contents,
@@ -50,15 +50,15 @@ def convert_checkpoint(src, out_dir, *, format=None, eos_token=ENDOFTEXT, dtype=
         else:
             write_query_document_contents(models, tokenizer, staging, max_seq_length=max_seq_length,
                                           prompts=prompts)
-        parity = {role: max_abs_diff(staging, source.config, source.encoders[role], out_dtype,
-                                     subfolder="" if role == SHARED else role)
+        parity = {role: compare_with_reference(staging, source.config, source.encoders[role], out_dtype,
+                                               subfolder="" if role == SHARED else role)
                   for role in source.encoders}
-        worst = max(parity.values())
-        if not worst <= TOLERANCE:
+        failed = {role: result for role, result in parity.items() if not within_tolerance(result)}
+        if failed:
             raise ValueError(f"Parity check failed: the written folder differs from the source weights run by "
-                             f"transformers by {worst:.3g} (> {TOLERANCE:g}) in float32; nothing was written.")
+                             f"transformers ({failed}; tolerance {TOLERANCE:g}, float32); nothing was written.")
         report = {
-            "source": str(src),
+            "source": src.name,  # the folder's name only: the report travels with the Hub folder
             "format": source.format,
             "source_files": {str(path.relative_to(src)): sha256(path) for path in source.files},
             "backbone": source.config.backbone,
@@ -74,8 +74,10 @@ def convert_checkpoint(src, out_dir, *, format=None, eos_token=ENDOFTEXT, dtype=
                 "compared": "last-token hidden state, folder reloaded with AutoModel vs reference on the source "
                             "weights, both float32",
                 "texts": len(PARITY_TEXTS),
-                "max_abs_diff": parity,
+                "max_abs_diff": {role: result["max_abs_diff"] for role, result in parity.items()},
+                "reference_max_abs": {role: result["reference_max_abs"] for role, result in parity.items()},
                 "tolerance": TOLERANCE,
+                "rule": "max_abs_diff <= tolerance * max(1, reference_max_abs)",
             },
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
         }
@@ -113,5 +115,5 @@ def run(args):
           f"dtype {report['dtype']}, EOS {report['eos_token']} = id {report['eos_token_id']})")
     for role, diff in parity["max_abs_diff"].items():
         print(f"parity ({role}): max |folder - {parity['reference']}| = {diff:.3g} over {parity['texts']} texts, "
-              f"float32 (tolerance {parity['tolerance']:g})")
+              f"float32 (largest value {parity['reference_max_abs'][role]:.3g}; tolerance {parity['tolerance']:g})")
     print(f"wrote {Path(args.out).absolute()}")

@@ -221,3 +221,19 @@ def test_existing_out_is_kept(tmp_path, capsys):
     convert(tmp_path / "src", tmp_path / "out", "--force")
     assert not (tmp_path / "out" / "mine.txt").exists()
     assert AutoModel.from_pretrained(tmp_path / "out", trust_remote_code=True).config.backbone == "mamba"
+
+
+def test_parity_check_catches_weights_that_differ(tmp_path):
+    """The check itself: the converted folder against other source weights fails the tolerance."""
+    from mamba_retrieval.conversion.formats import read_source
+    from mamba_retrieval.conversion.parity import compare_with_reference, within_tolerance
+
+    write_mamba_ssm_folder(tmp_path / "src", "mamba2")
+    convert(tmp_path / "src", tmp_path / "out")
+    source = read_source(tmp_path / "src")
+    same = compare_with_reference(tmp_path / "out", source.config, source.encoders["shared"], torch.float32)
+    assert within_tolerance(same) and same["max_abs_diff"] <= 1e-5
+    changed = dict(source.encoders["shared"])
+    changed["backbone.layers.1.mixer.D"] = changed["backbone.layers.1.mixer.D"] + 1e-3
+    other = compare_with_reference(tmp_path / "out", source.config, changed, torch.float32)
+    assert not within_tolerance(other)
