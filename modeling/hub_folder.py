@@ -19,6 +19,7 @@ import torch
 import transformers
 
 from . import configuration_mamba_retrieval, modeling_mamba_retrieval
+from .tokenizer import appends_eos
 
 REMOTE_CODE_FILES = (Path(configuration_mamba_retrieval.__file__), Path(modeling_mamba_retrieval.__file__))
 AUTO_MAP = {
@@ -58,7 +59,6 @@ def write_hub_folder(model, tokenizer, out_dir, *, max_seq_length, prompts=None,
     card: README.md text; a basic card is written when None.
     extra_files: {relative name: text} written into the folder too (e.g. a conversion report).
     """
-    check_appends_eos(tokenizer)
     with staged_folder(out_dir, force) as staging:
         write_hub_contents(model, tokenizer, staging, max_seq_length=max_seq_length, prompts=prompts, card=card,
                            extra_files=extra_files)
@@ -81,15 +81,12 @@ def staged_folder(out_dir, force=False):
         raise
 
 
-def check_appends_eos(tokenizer):
-    if tokenizer("")["input_ids"][-1:] != [tokenizer.eos_token_id]:
-        raise ValueError("The tokenizer does not append its EOS token; build it with "
-                         "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
-
-
 def write_hub_contents(model, tokenizer, folder, *, max_seq_length, prompts=None, card=None, extra_files=None):
     """The files of a Hub folder, written into the existing folder `folder` (see write_hub_folder)."""
     folder = Path(folder)
+    if not appends_eos(tokenizer):
+        raise ValueError("The tokenizer does not append its EOS token; build it with "
+                         "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
     prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
     model.config.auto_map = dict(AUTO_MAP)
     model.save_pretrained(folder, safe_serialization=True)
@@ -276,7 +273,7 @@ print(model.similarity(queries, documents))
 ```python
 from transformers import AutoModel, AutoTokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder", subfolder="query")
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder", subfolder="query", trust_remote_code=True)
 query_encoder = AutoModel.from_pretrained("path/to/this/folder", subfolder="query", trust_remote_code=True)
 document_encoder = AutoModel.from_pretrained("path/to/this/folder", subfolder="document", trust_remote_code=True)
 batch = tokenizer([{prompts["query"]!r} + "what is a state-space model?"], padding=True, return_tensors="pt")
