@@ -38,11 +38,12 @@ def convert_checkpoint(src, out_dir, *, format=None, eos_token=ENDOFTEXT, dtype=
     check_eos_fits(tokenizer, source.config.vocab_size)
     source.config.eos_token_id = tokenizer.eos_token_id
     source.config.pad_token_id = tokenizer.pad_token_id
-    source_dtypes = {t.dtype for weights in source.encoders.values() for t in weights.values()}
-    embedding_dtype = next(iter(source.encoders.values()))["backbone.embeddings.weight"].dtype
-    out_dtype = DTYPES[dtype] if dtype is not None else embedding_dtype
-    models = {role: load_into_retriever(copy.deepcopy(source.config), weights).to(out_dtype)
+    models = {role: load_into_retriever(copy.deepcopy(source.config), weights)
               for role, weights in source.encoders.items()}
+    source_dtypes = {t.dtype for weights in source.encoders.values() for t in weights.values()}
+    embedding_dtype = next(iter(models.values())).backbone.embeddings.weight.dtype
+    out_dtype = DTYPES[dtype] if dtype is not None else embedding_dtype
+    models = {role: model.to(out_dtype) for role, model in models.items()}
 
     with staged_folder(out_dir, force) as staging:
         if set(models) == {SHARED}:
@@ -60,7 +61,10 @@ def convert_checkpoint(src, out_dir, *, format=None, eos_token=ENDOFTEXT, dtype=
         report = {
             "source": src.name,  # the folder's name only: the report travels with the Hub folder
             "format": source.format,
-            "source_files": {str(path.relative_to(src)): sha256(path) for path in source.files},
+            "source_files": {str(path.relative_to(src)): sha256(path)
+                             for path in source.files + [source.tokenizer_file] if path is not None},
+            "tokenizer": str(source.tokenizer_file.relative_to(src)) if source.tokenizer_file else
+                         "GPT-NeoX-20B (vendored in mamba-retrieval)",
             "backbone": source.config.backbone,
             "encoders": sorted(source.encoders),
             "source_dtypes": sorted(str(d).removeprefix("torch.") for d in source_dtypes),

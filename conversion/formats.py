@@ -25,7 +25,7 @@ class Source:
     config: MambaRetrievalConfig
     encoders: dict  # role ("shared", or "query" and "document") -> retriever state dict
     files: list  # every file read (config and weights), for the report's hashes
-    tokenizer_file: Optional[Path] = None  # the source's tokenizer.json, if it has one
+    tokenizer_file: Optional[Path] = None  # the source's tokenizer.json, if it has one (else the vendored one)
     notes: list = field(default_factory=list)
 
 
@@ -44,6 +44,12 @@ def read_config(folder):
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}).") from error
+
+
+def tokenizer_file(folder):
+    """The folder's tokenizer.json (transformers *-hf folders and tevatron output may hold one), or None."""
+    path = Path(folder) / "tokenizer.json"
+    return path if path.is_file() else None
 
 
 def _config_or_empty(folder):
@@ -65,7 +71,7 @@ def _mamba_ssm_encoder(folder, state_dict=None):
 
 def read_mamba_ssm(folder):
     config, state_dict, files = _mamba_ssm_encoder(folder)
-    return Source("mamba_ssm", config, {SHARED: state_dict}, files)
+    return Source("mamba_ssm", config, {SHARED: state_dict}, files, tokenizer_file=tokenizer_file(folder))
 
 
 def detect_mamba_ssm(folder):
@@ -90,7 +96,8 @@ def read_tevatron(folder):
         if configs["query"].to_dict() != configs["document"].to_dict():
             raise ValueError(f"{UNTIED_FOLDERS['query']}/config.json and {UNTIED_FOLDERS['document']}/config.json "
                              "describe different models; both encoders must have the same shape.")
-        return Source("tevatron", configs["query"], encoders, files,
+        tokenizer = tokenizer_file(folder) or tokenizer_file(folder / UNTIED_FOLDERS["query"])
+        return Source("tevatron", configs["query"], encoders, files, tokenizer_file=tokenizer,
                       notes=[f"untied encoders: {UNTIED_FOLDERS['query']}/ -> query/, "
                              f"{UNTIED_FOLDERS['document']}/ -> document/"])
     parts = split_encoders(read_state_dict(folder))
@@ -101,7 +108,7 @@ def read_tevatron(folder):
         notes.append("one encoder (tied, or lm_q and lm_p equal: one kept)")
     else:
         notes.append("lm_q and lm_p differ: untied encoders, lm_q -> query/, lm_p -> document/")
-    return Source("tevatron", config, encoders, files, notes=notes)
+    return Source("tevatron", config, encoders, files, tokenizer_file=tokenizer_file(folder), notes=notes)
 
 
 def detect_tevatron(folder):
@@ -117,9 +124,8 @@ def read_transformers(folder):
     hf_config = read_config(folder)
     config = config_from_transformers(hf_config)
     state_dict = map_transformers_keys(read_state_dict(folder), hf_config)
-    tokenizer_file = folder / "tokenizer.json" if (folder / "tokenizer.json").is_file() else None
     return Source("transformers", config, {SHARED: state_dict}, [folder / "config.json", *weight_files(folder)],
-                  tokenizer_file=tokenizer_file)
+                  tokenizer_file=tokenizer_file(folder))
 
 
 def detect_transformers(folder):

@@ -56,6 +56,7 @@ def test_mamba_ssm_folder(tmp_path, backbone, capsys):
     assert report["source_files"] == {name: sha256(tmp_path / "src" / name)
                                       for name in ("config.json", "pytorch_model.bin")}
     assert report["eos_token_id"] == 0 and report["dtype"] == "float32"
+    assert report["tokenizer"].startswith("GPT-NeoX-20B")
 
 
 def test_mamba_ssm_safetensors_with_paper_eos_in_bf16(tmp_path):
@@ -107,6 +108,7 @@ def test_transformers_hf_folder(tmp_path, backbone, eos_token, eos_id):
     report = convert(tmp_path / "src", tmp_path / "out", "--eos-token", eos_token)
     assert_verified(report, "transformers", ["shared"])
     assert report["eos_token_id"] == eos_id
+    assert report["tokenizer"] == "tokenizer.json" and "tokenizer.json" in report["source_files"]
     assert_holds(tmp_path / "out", {f"backbone.{k}": v for k, v in lm.backbone.state_dict().items()})
 
 
