@@ -101,6 +101,15 @@ def test_tevatron_untied_state_dict(tmp_path, backbone):
     assert_holds(tmp_path / "out" / "document", as_retriever_keys(passage))
 
 
+def test_tevatron_untied_folders_with_wrapped_keys(tmp_path):
+    query, passage = write_tevatron_untied_folders(tmp_path / "src", "mamba2")
+    write_mamba_ssm_folder(tmp_path / "src" / "passage_model", "mamba2",
+                           state_dict={f"_orig_mod.{k}": v for k, v in passage.items()})
+    assert_verified(convert(tmp_path / "src", tmp_path / "out"), "tevatron", ["query", "document"])
+    assert_holds(tmp_path / "out" / "query", as_retriever_keys(query))
+    assert_holds(tmp_path / "out" / "document", as_retriever_keys(passage))
+
+
 @pytest.mark.parametrize("backbone", ["mamba", "mamba2"])
 @pytest.mark.parametrize("eos_token, eos_id", [("<|endoftext|>", 0), ("<EOS>", 50277)])
 def test_transformers_hf_folder(tmp_path, backbone, eos_token, eos_id):
