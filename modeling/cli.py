@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "mamba_retrieval.eval.eval_command",
     "mamba_retrieval.eval.leaderboard_bundle",
     "mamba_retrieval.hub_cards.card_command",
+    "mamba_retrieval.conversion.convert_command",
 )
 
 
