@@ -1,13 +1,17 @@
 """Read the weights of a checkpoint folder: safetensors or PyTorch pickles, single file or sharded."""
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
+from tqdm.auto import tqdm
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+LARGE = 1 << 28  # bytes from which reading and hashing show a progress bar
 
 
 def weight_files(folder):
@@ -23,22 +27,53 @@ def weight_files(folder):
     raise FileNotFoundError(f"No weights in {folder}: expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}.")
 
 
-def read_weight_file(path):
+def read_weight_file(path, keys_only=False):
+    """The state dict in `path` (or, with keys_only, just its keys, without reading the tensors)."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
+            if keys_only:
+                with safe_open(str(path), framework="pt") as f:
+                    return list(f.keys())
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = None
+        if keys_only:  # mmap: a pickle's keys without reading its tensors (zip format, torch >= 1.6 files)
+            try:
+                state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:
+                pass  # e.g. a legacy pickle: read it whole below, which reports a broken file
+        if state_dict is None:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which file, not just the parser's complaint
         raise ValueError(f"Cannot read weights from {path} ({type(error).__name__}: {error}). "
                          "Is the file complete (not truncated by an interrupted download)?") from error
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict.")
+    return list(state_dict) if keys_only else state_dict
 
 
 def read_state_dict(folder):
     state_dict = {}
-    for path in weight_files(folder):
-        shard = read_weight_file(path)
-        if not isinstance(shard, dict):
-            raise ValueError(f"{path} holds a {type(shard).__name__}, not a state dict.")
-        state_dict.update(shard)
+    files = weight_files(folder)
+    large = sum(path.stat().st_size for path in files) >= LARGE
+    for path in tqdm(files, desc=f"reading weights of {Path(folder).name}", unit="file", disable=not large):
+        state_dict.update(read_weight_file(path))
     return state_dict
+
+
+def weight_keys(folder):
+    """The keys of a folder's weights, read without loading the tensors (for format detection)."""
+    return [key for path in weight_files(folder) for key in read_weight_file(path, keys_only=True)]
+
+
+def sha256(path, chunk=1 << 24):
+    """Hex SHA-256 of a file, with a progress bar for large ones."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"hashing {path.name}",
+                                     disable=size < LARGE) as bar:
+        while block := f.read(chunk):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()

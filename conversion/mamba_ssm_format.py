@@ -173,7 +173,7 @@ def map_mamba_ssm_keys(state_dict, config, tie_embeddings=True):
     missing = [source for source, _ in table if source not in state_dict]
     if missing:
         raise KeyError(f"The mamba_ssm checkpoint lacks keys that a {config.backbone} model of its config.json has: "
-                       f"{_listing(missing)}.")
+                       f"{format_keys(missing)}.")
     known = {source for source, _ in table} | {LM_HEAD}
     mapped = {target: state_dict[source] for source, target in table}
     if LM_HEAD in state_dict and tie_embeddings:
@@ -185,6 +185,6 @@ def map_mamba_ssm_keys(state_dict, config, tie_embeddings=True):
     return mapped
 
 
-def _listing(keys, limit=20):
+def format_keys(keys, limit=20):
     keys = sorted(keys)
     return ", ".join(keys[:limit]) + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mamba_retrieval.conversion.checkpoint_files import read_state_dict
+from mamba_retrieval.conversion.checkpoint_files import read_state_dict, weight_keys
 from mamba_retrieval.conversion.mamba_ssm_format import config_from_mamba_ssm, is_mamba_ssm_config, map_mamba_ssm_keys
 from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
@@ -36,6 +36,16 @@ def is_spscanner_checkpoint(config_dict, state_dict_keys):
     """True for a mamba_ssm Mamba-2 config.json whose weights carry SPScanner's `binary_head.*`."""
     return (is_mamba_ssm_config(config_dict) and (config_dict.get("ssm_cfg") or {}).get("layer") == "Mamba2"
             and all(key in state_dict_keys for key in HEAD_KEYS))
+
+
+def detect_spscanner(folder):
+    """Format detection for `convert`: a folder holding an SPScanner checkpoint (keys read without the tensors).
+    Must be tried before the plain mamba_ssm format, whose config.json it shares."""
+    config_path = Path(folder) / "config.json"
+    if not config_path.is_file():
+        return False
+    config_dict = json.loads(config_path.read_text())
+    return is_spscanner_checkpoint(config_dict, set(weight_keys(folder))) if is_mamba_ssm_config(config_dict) else False
 
 
 def scanner_config_from_mamba_ssm(config_dict):

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from mamba_retrieval.conversion.checkpoint_files import read_state_dict
+from mamba_retrieval.conversion.strict_loading import load_into_retriever
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
-from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
 
 # transformers config field -> retriever config field, for fields copied as they are.
 COPIED_FIELDS = {
@@ -65,23 +65,6 @@ def map_transformers_keys(state_dict, config):
             raise ValueError("lm_head.weight differs from the embedding although tie_word_embeddings is set; "
                              "the checkpoint is inconsistent.")
     return state_dict
-
-
-def load_into_retriever(config, state_dict):
-    """Build a MambaForRetrieval holding exactly `state_dict`: every missing or unexpected key is an error."""
-    with torch.device("meta"):
-        model = MambaForRetrieval(config)
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
-    if missing or unexpected:
-        raise KeyError(f"The checkpoint does not match a {config.backbone} retriever of this config. "
-                       f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
-    wrong_shapes = [f"{k}: {tuple(state_dict[k].shape)} != {tuple(p.shape)}" for k, p in model.state_dict().items()
-                    if tuple(state_dict[k].shape) != tuple(p.shape)]
-    if wrong_shapes:
-        raise ValueError("Tensor shapes do not match the config: " + "; ".join(wrong_shapes))
-    model.load_state_dict(state_dict, strict=True, assign=True)
-    return model.eval()
 
 
 def load_transformers_lm(folder, eos_token_id=0):

@@ -11,6 +11,7 @@ from .modeling_mamba_retrieval import MambaForRetrieval
 MAMBA1_VOCAB, MAMBA2_VOCAB = 50280, 50288
 NAMED_SIZES = {
     "tiny": dict(backbone="mamba", hidden_size=64, num_hidden_layers=2, vocab_size=MAMBA1_VOCAB),
+    "small": dict(backbone="mamba", hidden_size=256, num_hidden_layers=4, vocab_size=MAMBA1_VOCAB),  # 14.6M
     "130m": dict(backbone="mamba", hidden_size=768, num_hidden_layers=24, vocab_size=MAMBA1_VOCAB),
     "370m": dict(backbone="mamba", hidden_size=1024, num_hidden_layers=48, vocab_size=MAMBA1_VOCAB),
     "790m": dict(backbone="mamba", hidden_size=1536, num_hidden_layers=48, vocab_size=MAMBA1_VOCAB),

@@ -9,6 +9,11 @@ COMMAND_MODULES = (
     "mamba_retrieval.modeling.init_command",
     "mamba_retrieval.modeling.search_command",
     "mamba_retrieval.modeling.train_command",
+    "mamba_retrieval.modeling.distil_command",
+    "mamba_retrieval.eval.eval_command",
+    "mamba_retrieval.eval.leaderboard_bundle",
+    "mamba_retrieval.hub_cards.card_command",
+    "mamba_retrieval.conversion.convert_command",
     "mamba_retrieval.modeling.scan_command",
     "mamba_retrieval.modeling.scanner_training",
 )

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import sentence_transformers
@@ -18,17 +19,12 @@ import torch
 import transformers
 
 from . import configuration_mamba_retrieval, modeling_mamba_retrieval
+from .tokenizer import appends_eos
 
 REMOTE_CODE_FILES = (Path(configuration_mamba_retrieval.__file__), Path(modeling_mamba_retrieval.__file__))
 AUTO_MAP = {
     "AutoConfig": "configuration_mamba_retrieval.MambaRetrievalConfig",
     "AutoModel": "modeling_mamba_retrieval.MambaForRetrieval",
-}
-# SPScanner folders (model_type "mamba_scanner"): their own classes, no sentence-transformers pipeline (a scanner
-# scores the sentences of one question + document pass; it does not embed texts).
-SCANNER_AUTO_MAP = {
-    "AutoConfig": "configuration_mamba_retrieval.MambaScannerConfig",
-    "AutoModel": "modeling_mamba_retrieval.MambaForSentenceScoring",
 }
 DEFAULT_PROMPTS = {"query": "", "document": ""}
 # Keys that describe how a tokenizer was loaded, not what it is; they break loading elsewhere.
@@ -39,6 +35,15 @@ SENTENCE_TRANSFORMERS_MODULES = [
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
 ]
+# Two encoders (untied query / document weights): a Router in place of the Transformer module.
+ROUTES = ("query", "document")
+ROUTER_MODULE = {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Router"}
+# SPScanner folders (model_type "mamba_scanner"): their own classes, and no sentence-transformers pipeline (a scanner
+# scores the sentences of one question + document pass; it does not embed texts).
+SCANNER_AUTO_MAP = {
+    "AutoConfig": "configuration_mamba_retrieval.MambaScannerConfig",
+    "AutoModel": "modeling_mamba_retrieval.MambaForSentenceScoring",
+}
 
 
 def check_output_dir(out_dir, force=False):
@@ -60,38 +65,97 @@ def write_hub_folder(model, tokenizer, out_dir, *, max_seq_length, prompts=None,
     card: README.md text; a basic card is written when None.
     extra_files: {relative name: text} written into the folder too (e.g. a conversion report).
     """
+    with staged_folder(out_dir, force) as staging:
+        write_hub_contents(model, tokenizer, staging, max_seq_length=max_seq_length, prompts=prompts, card=card,
+                           extra_files=extra_files)
+    return Path(out_dir).absolute()
+
+
+@contextmanager
+def staged_folder(out_dir, force=False):
+    """Yield an empty temporary folder next to `out_dir`; it becomes `out_dir` when the block completes and is
+    removed when the block fails, so a failure never leaves a half-written folder."""
     out_dir = Path(out_dir).absolute()
     check_output_dir(out_dir, force)
-    prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
-    scanner = model.config.model_type == "mamba_scanner"
-    if scanner and tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
-        raise ValueError("A scanner reads plain text: its tokenizer must add no special tokens; build it with "
-                         "mamba_retrieval.modeling.scanner.build_scanner_tokenizer().")
-    if not scanner and tokenizer("")["input_ids"][-1:] != [tokenizer.eos_token_id]:
-        raise ValueError("The tokenizer does not append its EOS token; build it with "
-                         "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        model.config.auto_map = dict(SCANNER_AUTO_MAP if scanner else AUTO_MAP)
-        model.save_pretrained(staging, safe_serialization=True)
-        for source in REMOTE_CODE_FILES:
-            shutil.copyfile(source, staging / source.name)
-        _write_tokenizer(tokenizer, staging, max_seq_length)
-        if scanner:
-            card = card if card is not None else scanner_card(model.config)
-        else:
-            _write_sentence_transformers_files(staging, model.config.hidden_size, max_seq_length, prompts)
-            card = card if card is not None else basic_card(model.config, prompts)
-        (staging / "README.md").write_text(card)
-        for name, text in (extra_files or {}).items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_text(text)
+        yield staging
         _move_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
+
+
+def write_hub_contents(model, tokenizer, folder, *, max_seq_length, prompts=None, card=None, extra_files=None):
+    """The files of a Hub folder, written into the existing folder `folder` (see write_hub_folder)."""
+    folder = Path(folder)
+    if not appends_eos(tokenizer):
+        raise ValueError("The tokenizer does not append its EOS token; build it with "
+                         "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
+    prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
+    model.config.auto_map = dict(AUTO_MAP)
+    model.save_pretrained(folder, safe_serialization=True)
+    _copy_remote_code(folder)
+    _write_tokenizer(tokenizer, folder, max_seq_length)
+    _write_sentence_transformers_files(folder, model.config.hidden_size, max_seq_length, prompts)
+    (folder / "README.md").write_text(card if card is not None else basic_card(model.config, prompts))
+    _write_extra_files(folder, extra_files)
+
+
+def write_query_document_contents(models, tokenizer, folder, *, max_seq_length, prompts=None, card=None,
+                                  extra_files=None):
+    """A Hub folder with two encoders, `models = {"query": ..., "document": ...}` (untied query/passage weights).
+
+    Each encoder is a complete Hub folder in its own subfolder (`query/`, `document/`), loaded with
+    `AutoModel.from_pretrained(folder, subfolder="query", trust_remote_code=True)`. At the top, sentence-transformers'
+    `Router` sends `encode_query` through `query/` and `encode_document` (and plain `encode`) through `document/`,
+    then the shared Pooling(lasttoken) -> Normalize. The remote-code files are copied to the top as well, because
+    transformers looks for remote code at the top of a repository even when loading a subfolder.
+    """
+    folder = Path(folder)
+    prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
+    if set(models) != set(ROUTES):
+        raise ValueError(f"Expected encoders for {ROUTES}, got {sorted(models)}.")
+    for route in ROUTES:
+        (folder / route).mkdir()
+        write_hub_contents(models[route], tokenizer, folder / route, max_seq_length=max_seq_length, prompts=prompts,
+                           card=f"The {route} encoder of the retriever one folder up; see its README.md.\n")
+    _copy_remote_code(folder)
+    config = models["document"].config
+    _write_sentence_transformers_files(folder, config.hidden_size, max_seq_length, prompts, routed=True)
+    _write_json(folder / "router_config.json", {
+        "types": {route: SENTENCE_TRANSFORMERS_MODULES[0]["type"] for route in ROUTES},
+        "structure": {route: [route] for route in ROUTES},
+        "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
+    })
+    (folder / "README.md").write_text(card if card is not None else query_document_card(config, prompts))
+    _write_extra_files(folder, extra_files)
+
+
+def write_scanner_contents(model, tokenizer, folder, *, max_seq_length, card=None, extra_files=None):
+    """The files of an SPScanner Hub folder (see mamba_retrieval.modeling.scanner.write_scanner_folder)."""
+    folder = Path(folder)
+    if tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
+        raise ValueError("A scanner reads plain text: its tokenizer must add no special tokens; build it with "
+                         "mamba_retrieval.modeling.scanner.build_scanner_tokenizer().")
+    model.config.auto_map = dict(SCANNER_AUTO_MAP)
+    model.save_pretrained(folder, safe_serialization=True)
+    _copy_remote_code(folder)
+    _write_tokenizer(tokenizer, folder, max_seq_length)
+    (folder / "README.md").write_text(card if card is not None else scanner_card(model.config))
+    _write_extra_files(folder, extra_files)
+
+
+def _copy_remote_code(folder):
+    for source in REMOTE_CODE_FILES:
+        shutil.copyfile(source, folder / source.name)
+
+
+def _write_extra_files(folder, extra_files):
+    for name, text in (extra_files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
 
 
 def _write_tokenizer(tokenizer, folder, max_seq_length):
@@ -106,9 +170,12 @@ def _write_tokenizer(tokenizer, folder, max_seq_length):
     _write_json(config_path, config)
 
 
-def _write_sentence_transformers_files(folder, dimension, max_seq_length, prompts):
-    _write_json(folder / "modules.json", SENTENCE_TRANSFORMERS_MODULES)
-    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+def _write_sentence_transformers_files(folder, dimension, max_seq_length, prompts, routed=False):
+    if routed:
+        _write_json(folder / "modules.json", [ROUTER_MODULE] + SENTENCE_TRANSFORMERS_MODULES[1:])
+    else:
+        _write_json(folder / "modules.json", SENTENCE_TRANSFORMERS_MODULES)
+        _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
     _write_json(folder / "1_Pooling" / "config.json", {
         "word_embedding_dimension": dimension,
         "pooling_mode_cls_token": False,
@@ -189,6 +256,49 @@ embeddings = model(**batch).sentence_embedding  # (batch, {config.hidden_size}),
 
 Without `pip install mamba-retrieval` the model runs on its readable reference path; with it, on the fast paths
 where available.
+"""
+
+
+def query_document_card(config, prompts):
+    """A minimal card for a folder with separate query and document encoders."""
+    backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
+    return f"""---
+library_name: sentence-transformers
+pipeline_tag: sentence-similarity
+tags:
+- sentence-transformers
+- feature-extraction
+- mamba
+- custom_code
+---
+
+# {backbone} retriever with separate query and document encoders
+
+Two {backbone} encoders ({config.num_hidden_layers} layers, width {config.hidden_size}) that embed into one space:
+queries go through `query/`, documents through `document/`. The embedding of a text is the final-layer state at the
+EOS token that the tokenizer appends, L2-normalised; relevance is cosine similarity. Made with
+[mamba-retrieval](https://pypi.org/project/mamba-retrieval/).
+
+Query prompt: `{prompts["query"]!r}`; document prompt: `{prompts["document"]!r}`.
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("path/to/this/folder", trust_remote_code=True)
+queries = model.encode_query(["what is a state-space model?"])         # query/ encoder
+documents = model.encode_document(["Mamba is a selective state-space model."])  # document/ encoder
+print(model.similarity(queries, documents))
+```
+
+```python
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder", subfolder="query", trust_remote_code=True)
+query_encoder = AutoModel.from_pretrained("path/to/this/folder", subfolder="query", trust_remote_code=True)
+document_encoder = AutoModel.from_pretrained("path/to/this/folder", subfolder="document", trust_remote_code=True)
+batch = tokenizer([{prompts["query"]!r} + "what is a state-space model?"], padding=True, return_tensors="pt")
+query_embeddings = query_encoder(**batch).sentence_embedding  # (batch, {config.hidden_size}), L2-normalised
+```
 """
 
 

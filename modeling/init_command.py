@@ -6,9 +6,10 @@ import torch
 
 from .base_models import NAMED_SIZES, load_base
 from .hub_folder import check_output_dir, write_hub_folder
-from .tokenizer import ENDOFTEXT, VENDORED_TOKENIZER, build_tokenizer
+from .tokenizer import ENDOFTEXT, VENDORED_TOKENIZER, build_tokenizer, check_eos_fits
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def init_retriever(base, out_dir, *, eos_token=ENDOFTEXT, max_seq_length=512, prompts=None, dtype=None, seed=0,
@@ -20,9 +21,7 @@ def init_retriever(base, out_dir, *, eos_token=ENDOFTEXT, max_seq_length=512, pr
         tokenizer_file = VENDORED_TOKENIZER
     tokenizer = build_tokenizer(eos_token, model_max_length=max_seq_length, tokenizer_file=tokenizer_file)
     model, _ = load_base(base, seed=seed, eos_token_id=tokenizer.eos_token_id)
-    if tokenizer.eos_token_id >= model.config.vocab_size:
-        raise ValueError(f"EOS {eos_token!r} has id {tokenizer.eos_token_id}, beyond the model's "
-                         f"{model.config.vocab_size} embedding rows.")
+    check_eos_fits(tokenizer, model.config.vocab_size)
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
     if dtype is not None:

@@ -194,7 +194,9 @@ def random_scanner(size="mamba2-tiny", seed=0, **config_overrides):
 
 def write_scanner_folder(model, out_dir, tokenizer=None, *, card=None, extra_files=None, force=False):
     """Write a scanner Hub folder (its own auto_map, the plain tokenizer, no sentence-transformers files)."""
-    from .hub_folder import write_hub_folder
+    from .hub_folder import staged_folder, write_scanner_contents
 
-    return write_hub_folder(model, tokenizer if tokenizer is not None else build_scanner_tokenizer(), out_dir,
-                            max_seq_length=UNBOUNDED_LENGTH, card=card, extra_files=extra_files, force=force)
+    with staged_folder(out_dir, force) as staging:
+        write_scanner_contents(model, tokenizer if tokenizer is not None else build_scanner_tokenizer(), staging,
+                               max_seq_length=UNBOUNDED_LENGTH, card=card, extra_files=extra_files)
+    return Path(out_dir).absolute()

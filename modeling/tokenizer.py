@@ -63,3 +63,10 @@ def appends_eos(tokenizer):
     """True when the tokenizer adds its EOS at the end of a plain text (the contract every Hub folder keeps)."""
     ids = tokenizer("a")["input_ids"]
     return bool(ids) and ids[-1] == tokenizer.eos_token_id
+
+
+def check_eos_fits(tokenizer, vocab_size):
+    """The EOS must be a row of the model's embedding (`<EOS>`, id 50277, fits the padded 50,280 / 50,288 rows)."""
+    if tokenizer.eos_token_id >= vocab_size:
+        raise ValueError(f"EOS {tokenizer.eos_token!r} has id {tokenizer.eos_token_id}, beyond the model's "
+                         f"{vocab_size} embedding rows; choose another --eos-token.")

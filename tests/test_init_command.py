@@ -4,27 +4,12 @@ import json
 
 import pytest
 import torch
-from transformers import (AutoModel, Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM,
-                          PreTrainedTokenizerFast)
+from transformers import AutoModel
 
 from mamba_retrieval.modeling.base_models import NAMED_SIZES
 from mamba_retrieval.modeling.cli import main
-from mamba_retrieval.modeling.tokenizer import VENDORED_TOKENIZER, build_tokenizer
-
-
-def make_transformers_lm(folder, backbone):
-    """A tiny language model saved the way transformers saves `state-spaces/mamba-*-hf`, tokenizer included."""
-    torch.manual_seed(0)
-    if backbone == "mamba":
-        lm = MambaForCausalLM(MambaConfig(vocab_size=50280, hidden_size=32, num_hidden_layers=2, state_size=8,
-                                          layer_norm_epsilon=1e-5, tie_word_embeddings=True))
-    else:
-        lm = Mamba2ForCausalLM(Mamba2Config(vocab_size=50288, hidden_size=32, num_hidden_layers=2, state_size=8,
-                                            head_dim=16, num_heads=4, n_groups=1, chunk_size=8,
-                                            layer_norm_epsilon=1e-5, tie_word_embeddings=True))
-    lm.save_pretrained(folder)
-    PreTrainedTokenizerFast(tokenizer_file=str(VENDORED_TOKENIZER), eos_token="<|endoftext|>").save_pretrained(folder)
-    return lm.eval()
+from mamba_retrieval.modeling.tokenizer import build_tokenizer
+from source_checkpoints import make_transformers_lm
 
 
 @pytest.mark.parametrize("backbone", ["mamba", "mamba2"])

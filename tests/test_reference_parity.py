@@ -3,29 +3,15 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import Mamba2Config, Mamba2Model, MambaConfig, MambaModel
 
 from conftest import BACKBONES, PROMPTS, tiny_model
+from mamba_retrieval.conversion.parity import transformers_reference as conversion_reference
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
 
 def transformers_reference(model):
-    """transformers' own backbone with the retriever's weights (keys without the `backbone.` prefix)."""
-    c = model.config
-    if c.backbone == "mamba":
-        reference = MambaModel(MambaConfig(
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-            state_size=c.state_size, expand=c.expand, conv_kernel=c.conv_kernel, time_step_rank=c.time_step_rank,
-            layer_norm_epsilon=c.layer_norm_epsilon, use_bias=c.use_bias, use_conv_bias=c.use_conv_bias))
-    else:
-        reference = Mamba2Model(Mamba2Config(
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-            state_size=c.state_size, expand=c.expand, conv_kernel=c.conv_kernel, head_dim=c.head_dim,
-            num_heads=c.num_heads, n_groups=c.n_groups, chunk_size=c.chunk_size,
-            layer_norm_epsilon=c.layer_norm_epsilon, use_bias=c.use_bias, use_conv_bias=c.use_conv_bias))
-    state = {k.removeprefix("backbone."): v for k, v in model.state_dict().items()}
-    reference.load_state_dict(state, strict=True)
-    return reference.eval()
+    """transformers' own backbone holding the retriever's weights (the reference the converter checks against)."""
+    return conversion_reference(model.config, model.state_dict())
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

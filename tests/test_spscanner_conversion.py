@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import run_fresh_python
-from mamba_retrieval.conversion.spscanner import (convert_spscanner, is_spscanner_checkpoint,
+from mamba_retrieval.conversion.spscanner import (convert_spscanner, detect_spscanner, is_spscanner_checkpoint,
                                                   load_spscanner_checkpoint, reference_from_source)
 from mamba_retrieval.modeling.scanner import SentenceScanner, build_scanner_tokenizer
 
@@ -58,6 +58,7 @@ def test_detection_and_exact_keys(tmp_path):
     assert is_spscanner_checkpoint(CONFIG, weights)
     assert not is_spscanner_checkpoint({**CONFIG, "ssm_cfg": {}}, weights)
     assert not is_spscanner_checkpoint(CONFIG, {k: v for k, v in weights.items() if "binary_head" not in k})
+    assert detect_spscanner(tmp_path / "ckpt") and not detect_spscanner(tmp_path)
     model, _, _ = load_spscanner_checkpoint(tmp_path / "ckpt")
     assert (model.config.vocab_size, model.config.n_groups, model.config.num_heads) == (50288, 1, 4)
     assert torch.equal(model.binary_head.weight, weights["binary_head.weight"])

