@@ -14,8 +14,9 @@ import torch
 import transformers
 
 from mamba_retrieval.conversion.checkpoint_files import sha256
-from mamba_retrieval.conversion.formats import FORMATS, read_source
+from mamba_retrieval.conversion.formats import FORMATS, detect_format, read_source
 from mamba_retrieval.conversion.parity import PARITY_TEXTS, TOLERANCE, compare_with_reference, within_tolerance
+from mamba_retrieval.conversion.spscanner import convert_spscanner, print_report
 from mamba_retrieval.conversion.strict_loading import load_into_retriever
 from mamba_retrieval.conversion.tevatron_format import SHARED
 from mamba_retrieval.modeling.hub_folder import (check_output_dir, staged_folder, write_hub_contents,
@@ -32,6 +33,12 @@ def convert_checkpoint(src, out_dir, *, format=None, eos_token=ENDOFTEXT, dtype=
     `out_dir/conversion.json`). Nothing is written unless every check passes."""
     src, out_dir = Path(src).absolute(), Path(out_dir).absolute()
     check_output_dir(out_dir, force)  # before any slow reading
+    if (format or detect_format(src)) == "spscanner":
+        # a scanner reads plain text (no EOS, no prompts) and is checked on its sentence logits
+        if eos_token != ENDOFTEXT or any((prompts or {}).values()):
+            raise ValueError("--eos-token and the prompts do not apply to an SPScanner checkpoint: a scanner reads "
+                             "question + document as plain text.")
+        return convert_spscanner(src, out_dir, dtype=dtype, force=force)
     source = read_source(src, format)
     tokenizer = build_tokenizer(eos_token, model_max_length=max_seq_length,
                                 tokenizer_file=source.tokenizer_file or VENDORED_TOKENIZER)
@@ -114,6 +121,10 @@ def run(args):
     report = convert_checkpoint(args.src, args.out, format=args.format, eos_token=args.eos_token, dtype=args.dtype,
                                 max_seq_length=args.max_seq_length, force=args.force,
                                 prompts={"query": args.query_prompt, "document": args.document_prompt})
+    if "parity_after_reload" in report:  # an SPScanner folder
+        print_report(report)
+        print(f"wrote {Path(args.out).absolute()}")
+        return
     parity = report["parity"]
     print(f"format: {report['format']} ({report['backbone']}, encoders: {', '.join(report['encoders'])}, "
           f"dtype {report['dtype']}, EOS {report['eos_token']} = id {report['eos_token_id']})")

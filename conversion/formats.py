@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from mamba_retrieval.conversion.checkpoint_files import read_state_dict, weight_files, weight_keys
 from mamba_retrieval.conversion.mamba_ssm_format import (config_from_mamba_ssm, is_mamba_ssm_config,
                                                          map_mamba_ssm_keys)
+from mamba_retrieval.conversion.spscanner import detect_spscanner
 from mamba_retrieval.conversion.tevatron_format import (SHARED, UNTIED_FOLDERS, has_tevatron_keys, split_encoders,
                                                         strip_wrapper_prefixes)
 from mamba_retrieval.conversion.transformers_lm import config_from_transformers, map_transformers_keys
@@ -132,8 +133,16 @@ def detect_transformers(folder):
     return _config_or_empty(folder).get("model_type") in ("mamba", "mamba2")
 
 
-# Tried in this order: tevatron before mamba_ssm, because a tevatron folder also has a mamba_ssm config.json.
+def read_spscanner(folder):
+    raise ValueError(f"{folder} is an SPScanner checkpoint: it converts into a scanner folder (sentence logits), not "
+                     "a retriever; `mamba-retrieval convert` does that, or convert_spscanner() in Python.")
+
+
+# Tried in this order: SPScanner and tevatron before mamba_ssm, because their folders also have a mamba_ssm
+# config.json.
 FORMATS = {
+    "spscanner": Format(detect_spscanner, read_spscanner,
+                        "SPScanner: a mamba_ssm Mamba-2 checkpoint with binary_head.weight / binary_head.bias"),
     "tevatron": Format(detect_tevatron, read_tevatron,
                        "tevatron v1 output: query_model/ + passage_model/, or lm_q./lm_p./module./_orig_mod. keys"),
     "mamba_ssm": Format(detect_mamba_ssm, read_mamba_ssm,

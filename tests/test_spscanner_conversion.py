@@ -112,3 +112,16 @@ def test_bfloat16_checkpoint_converts(tmp_path):
     report = convert_spscanner(tmp_path / "ckpt", tmp_path / "out")
     assert report["source_dtype"] == report["folder_dtype"] == "bfloat16"
     assert report["parity_before_writing"]["relative_difference"] <= 1e-5
+
+
+def test_convert_command_detects_and_converts_spscanner(tmp_path, capsys):
+    from mamba_retrieval.modeling.cli import main
+
+    synthetic_checkpoint(tmp_path / "ckpt")
+    assert main(["convert", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "parity_after_reload" in printed and "same ranking: True" in printed
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "mamba_scanner"
+    assert main(["convert", str(tmp_path / "ckpt"), str(tmp_path / "other"), "--eos-token", "<EOS>"]) == 2
+    assert "do not apply to an SPScanner checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
