@@ -215,10 +215,7 @@ def _move_into_place(staging, out_dir):
         shutil.rmtree(old)
 
 
-def basic_card(config, prompts):
-    """A minimal model card; `mamba-retrieval card` renders the full one with evaluation results."""
-    backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
-    return f"""---
+RETRIEVER_FRONT_MATTER = """---
 library_name: sentence-transformers
 pipeline_tag: sentence-similarity
 tags:
@@ -227,7 +224,13 @@ tags:
 - mamba
 - custom_code
 ---
+"""
 
+
+def basic_card(config, prompts):
+    """A minimal model card; `mamba-retrieval card` renders the full one with evaluation results."""
+    backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
+    return RETRIEVER_FRONT_MATTER + f"""
 # {backbone} retriever
 
 A bi-encoder over a {backbone} backbone ({config.num_hidden_layers} layers, width {config.hidden_size}). The
@@ -248,7 +251,7 @@ print(model.similarity(queries, documents))
 ```python
 from transformers import AutoModel, AutoTokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder", trust_remote_code=True)
 model = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True)
 batch = tokenizer(["Mamba is a selective state-space model."], padding=True, return_tensors="pt")
 embeddings = model(**batch).sentence_embedding  # (batch, {config.hidden_size}), L2-normalised
@@ -262,16 +265,7 @@ where available.
 def query_document_card(config, prompts):
     """A minimal card for a folder with separate query and document encoders."""
     backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
-    return f"""---
-library_name: sentence-transformers
-pipeline_tag: sentence-similarity
-tags:
-- sentence-transformers
-- feature-extraction
-- mamba
-- custom_code
----
-
+    return RETRIEVER_FRONT_MATTER + f"""
 # {backbone} retriever with separate query and document encoders
 
 Two {backbone} encoders ({config.num_hidden_layers} layers, width {config.hidden_size}) that embed into one space:
