@@ -7,6 +7,7 @@ import sys
 # Each module defines `register(subparsers)`, which adds its sub-command and sets `func(args)` on it.
 COMMAND_MODULES = (
     "mamba_retrieval.modeling.init_command",
+    "mamba_retrieval.eval.bench",
 )
 
 
