@@ -171,7 +171,7 @@ def _ssd_scan(x, dt, A, B, C, D, chunk_size, cache=None):
     if not _use_reference() and x.is_cuda:
         if mamba_chunk_scan_combined is not None:
             y = mamba_chunk_scan_combined(
-                x, dt.to(x.dtype), A, B, C, chunk_size, D=D.float(),
+                x, dt, A, B, C, chunk_size, D=D.float(),
                 initial_states=None if cache is None else cache.get("ssm"), return_final_states=cache is not None)
             if cache is not None:
                 y, cache["ssm"] = y
