@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "mamba_retrieval.conversion.convert_command",
     "mamba_retrieval.modeling.scan_command",
     "mamba_retrieval.modeling.scanner_training",
+    "mamba_retrieval.eval.bench",
 )
 
 

@@ -9,6 +9,7 @@ ones plug in at `_selective_scan` / `_ssd_scan` when they are available.
 """
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,30 +29,62 @@ except ImportError:  # transformers 4.x only initialises parameters missing from
 
 logger = logging.get_logger(__name__)
 
+# Optional fast paths, each probed for its compiled op, not only its package. A Hub folder loaded where none of them
+# is installed runs on the reference scans below.
+try:  # the project's fused CPU scan (numba), present with `pip install mamba-retrieval`
+    from mamba_retrieval.modeling.cpu_scan import fused_scan_available, fused_selective_scan
+
+    if not fused_scan_available():
+        fused_selective_scan = None
+except ImportError:
+    fused_selective_scan = None
+try:  # mamba_ssm's Mamba-1 CUDA op is an opt-in build: probe the extension module itself
+    import selective_scan_cuda  # noqa: F401
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+except (ImportError, OSError):
+    selective_scan_fn = None
+try:  # Mamba-2 SSD kernels (Triton)
+    import triton  # noqa: F401
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+except (ImportError, OSError):
+    mamba_chunk_scan_combined = None
+try:
+    import causal_conv1d_cuda  # noqa: F401
+    from causal_conv1d import causal_conv1d_fn
+except (ImportError, OSError):
+    causal_conv1d_fn = None
+
+KERNELS_ENV = "MAMBA_RETRIEVAL_KERNELS"  # "reference" forces the readable scans; "auto" (default) picks per call
+CUDA_HINT = ("pip install mamba-ssm causal-conv1d (built for this torch and CUDA; mamba-ssm's Mamba-1 op must be "
+             "built too, e.g. MAMBA_SELECTIVE_SCAN=TRUE)")
+CPU_HINT = "pip install mamba-retrieval (brings the fused CPU scan and numba)"
+
 
 # --------------------------------------------------------------------------------------------------------------------
 # Reference scans (float32 state, any device)
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def selective_scan_reference(u, delta, A, B, C, D, z, delta_bias):
+def selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, initial_state=None, return_final_state=False):
     """Mamba-1 selective scan, `mamba_ssm.selective_scan_fn` semantics with `delta_softplus=True`.
 
     u, delta, z: (batch, channels, length); A: (channels, state); B, C: (batch, state, length); D, delta_bias:
     (channels,). Returns `(y * silu(z))` in u's dtype. The state (batch, channels, state) is kept in float32 and the
-    decay is computed one step at a time, so memory does not grow with the length.
+    decay is computed one step at a time, so memory does not grow with the length. `initial_state` (float32) and
+    `return_final_state` carry the state across chunks of a long sequence.
     """
     dtype = u.dtype
     u, B, C = u.float(), B.float(), C.float()
     delta = F.softplus(delta.float() + delta_bias.float()[None, :, None])
     delta_u = delta * u
-    state = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    state = u.new_zeros(u.shape[0], u.shape[1], A.shape[1]) if initial_state is None else initial_state.float()
     ys = []
     for t in range(u.shape[2]):
         state = torch.exp(delta[:, :, t, None] * A) * state + delta_u[:, :, t, None] * B[:, None, :, t]
         ys.append(torch.einsum("bdn,bn->bd", state, C[:, :, t]))
     y = torch.stack(ys, dim=-1) + u * D.float()[None, :, None]
-    return (y * F.silu(z.float())).to(dtype)
+    out = (y * F.silu(z.float())).to(dtype)
+    return (out, state) if return_final_state else out
 
 
 def _segment_sum(x):
@@ -64,11 +97,12 @@ def _segment_sum(x):
     return sums.masked_fill(~causal, -torch.inf)
 
 
-def ssd_scan_reference(x, dt, A, B, C, D, chunk_size):
+def ssd_scan_reference(x, dt, A, B, C, D, chunk_size, initial_state=None, return_final_state=False):
     """Mamba-2 scan (the chunked "SSD" form of the Mamba-2 paper), float32.
 
     x: (batch, length, heads, head_dim); dt: (batch, length, heads), already softplus-ed; A, D: (heads,);
     B, C: (batch, length, heads, state), groups already expanded to heads. Returns y like x, in float32.
+    `initial_state` (batch, heads, head_dim, state) and `return_final_state` carry the state across calls.
     """
     batch, length, heads, head_dim = x.shape
     pad = (-length) % chunk_size
@@ -90,24 +124,81 @@ def ssd_scan_reference(x, dt, A, B, C, D, chunk_size):
     # 2. the state each chunk leaves behind
     decay_to_end = torch.exp(A_cum[..., -1:] - A_cum)
     chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_to_end, X)
-    # 3. the state entering each chunk: a recurrence over chunks, starting from zero
-    chunk_states = torch.cat([torch.zeros_like(chunk_states[:, :1]), chunk_states], dim=1)
+    # 3. the state entering each chunk: a recurrence over chunks, starting from zero (or the carried state)
+    start = torch.zeros_like(chunk_states[:, :1]) if initial_state is None else initial_state.float()[:, None]
+    chunk_states = torch.cat([start, chunk_states], dim=1)
     chunk_decay = torch.exp(_segment_sum(F.pad(A_cum[..., -1], (1, 0))))
-    entering = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, chunk_states)[:, :-1]
+    states = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, chunk_states)
+    entering, final_state = states[:, :-1], states[:, -1]
     # 4. what the entering state contributes to each position
     y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", C, entering, torch.exp(A_cum))
 
     y = (y_diag + y_off).reshape(batch, chunks * chunk_size, heads, head_dim)[:, :length]
-    return y + x[:, :length] * D.float()[None, None, :, None]
+    y = y + x[:, :length] * D.float()[None, None, :, None]
+    return (y, final_state) if return_final_state else y
 
 
-# Dispatch points: one scan per backbone, chosen per call.
-def _selective_scan(u, delta, A, B, C, D, z, delta_bias):
-    return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias)
+# Dispatch points: one scan per backbone, chosen per call. `cache` (a dict per layer) carries the state between chunks
+# of a long sequence (see `MambaForRetrieval.stream_chunk_size`).
+def _use_reference():
+    return os.environ.get(KERNELS_ENV, "auto").lower() == "reference"
 
 
-def _ssd_scan(x, dt, A, B, C, D, chunk_size):
-    return ssd_scan_reference(x, dt, A, B, C, D, chunk_size)
+def _selective_scan(u, delta, A, B, C, D, z, delta_bias, cache=None):
+    if not _use_reference():
+        if u.is_cuda and selective_scan_fn is not None and cache is None:
+            return selective_scan_fn(u, delta, A, B, C, D.float(), z, delta_bias.float(), delta_softplus=True)
+        if u.device.type == "cpu" and fused_selective_scan is not None:
+            if cache is None:
+                return fused_selective_scan(u, delta, A, B, C, D, z, delta_bias)
+            out, cache["ssm"] = fused_selective_scan(u, delta, A, B, C, D, z, delta_bias,
+                                                     initial_state=cache.get("ssm"), return_final_state=True)
+            return out
+        if u.is_cuda:
+            logger.warning_once("Mamba-1 runs its slow reference scan on CUDA" + (
+                " (a carried state in chunked streaming needs it; set stream_chunk_size=None for speed)"
+                if selective_scan_fn is not None else f"; for the CUDA kernels: {CUDA_HINT}"))
+        elif u.device.type == "cpu":
+            logger.warning_once(f"Mamba-1 runs its slow reference scan on CPU; for the fused CPU scan: {CPU_HINT}")
+    if cache is None:
+        return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias)
+    out, cache["ssm"] = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias,
+                                                 initial_state=cache.get("ssm"), return_final_state=True)
+    return out
+
+
+def _ssd_scan(x, dt, A, B, C, D, chunk_size, cache=None):
+    if not _use_reference() and x.is_cuda:
+        if mamba_chunk_scan_combined is not None:
+            y = mamba_chunk_scan_combined(
+                x, dt, A, B, C, chunk_size, D=D.float(),
+                initial_states=None if cache is None else cache.get("ssm"), return_final_states=cache is not None)
+            if cache is not None:
+                y, cache["ssm"] = y
+            return y.float()
+        logger.warning_once(f"Mamba-2 runs its reference scan on CUDA; for the Triton kernels: {CUDA_HINT}")
+    # On CPU the chunked reference is matmul-based already (measured by `mamba-retrieval bench`).
+    if cache is None:
+        return ssd_scan_reference(x, dt, A, B, C, D, chunk_size)
+    y, cache["ssm"] = ssd_scan_reference(x, dt, A, B, C, D, chunk_size, initial_state=cache.get("ssm"),
+                                         return_final_state=True)
+    return y
+
+
+def _conv_silu(conv1d, x, cache=None):
+    """silu(causal depthwise conv) of x (batch, channels, length); `cache["conv"]` holds the last kernel-1 inputs
+    of the previous chunk."""
+    length, kernel = x.shape[-1], conv1d.kernel_size[0]
+    if cache is None:
+        if x.is_cuda and causal_conv1d_fn is not None and not _use_reference():
+            return causal_conv1d_fn(x, conv1d.weight.squeeze(1), conv1d.bias, activation="silu")
+        return F.silu(conv1d(x)[..., :length])
+    previous = cache.get("conv")
+    if previous is None:
+        previous = x.new_zeros(x.shape[0], x.shape[1], kernel - 1)
+    x = torch.cat([previous, x], dim=-1)
+    cache["conv"] = x[..., x.shape[-1] - (kernel - 1):].clone()  # a copy: a view would keep the chunk alive
+    return F.silu(conv1d(x)[..., kernel - 1:kernel - 1 + length])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -168,17 +259,16 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.empty(inner))
         self.out_proj = nn.Linear(inner, config.hidden_size, bias=config.use_bias)
 
-    def forward(self, hidden_states, attention_mask=None):
-        length = hidden_states.shape[1]
+    def forward(self, hidden_states, attention_mask=None, cache=None):
         xz = self.in_proj(_zero_padding(hidden_states, attention_mask)).transpose(1, 2)
         x, z = xz.chunk(2, dim=1)
-        x = F.silu(self.conv1d(x)[..., :length])
+        x = _conv_silu(self.conv1d, x, cache)
         x = _zero_padding(x.transpose(1, 2), attention_mask)
         dt, B, C = torch.split(self.x_proj(x), [self.time_step_rank, self.state_size, self.state_size], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # the bias is added inside the scan, in float32
         y = _selective_scan(
             x.transpose(1, 2), dt.transpose(1, 2), -torch.exp(self.A_log.float()), B.transpose(1, 2),
-            C.transpose(1, 2), self.D, z, self.dt_proj.bias,
+            C.transpose(1, 2), self.D, z, self.dt_proj.bias, cache=cache,
         )
         return self.out_proj(y.transpose(1, 2).to(hidden_states.dtype))
 
@@ -201,11 +291,11 @@ class Mamba2Mixer(nn.Module):
         self.norm = MambaRMSNormGated(inner, group_size=inner // self.n_groups, eps=config.layer_norm_epsilon)
         self.out_proj = nn.Linear(inner, config.hidden_size, bias=config.use_bias)
 
-    def forward(self, hidden_states, attention_mask=None):
+    def forward(self, hidden_states, attention_mask=None, cache=None):
         batch, length, _ = hidden_states.shape
         projected = self.in_proj(_zero_padding(hidden_states, attention_mask))
         z, xBC, dt = projected.split([self.norm.weight.shape[0], self.conv_dim, self.num_heads], dim=-1)
-        xBC = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :length]).transpose(1, 2)
+        xBC = _conv_silu(self.conv1d, xBC.transpose(1, 2), cache).transpose(1, 2)
         x, B, C = _zero_padding(xBC, attention_mask).split(
             [self.num_heads * self.head_dim, self.n_groups * self.state_size, self.n_groups * self.state_size], dim=-1
         )
@@ -215,7 +305,7 @@ class Mamba2Mixer(nn.Module):
         y = _ssd_scan(
             x.reshape(batch, length, self.num_heads, self.head_dim),
             F.softplus(dt.float() + self.dt_bias.float()),
-            -torch.exp(self.A_log.float()), B, C, self.D, self.chunk_size,
+            -torch.exp(self.A_log.float()), B, C, self.D, self.chunk_size, cache=cache,
         )
         y = self.norm(y.reshape(batch, length, -1), z)
         return self.out_proj(y.to(hidden_states.dtype))
@@ -228,9 +318,9 @@ class MambaBlock(GradientCheckpointingLayer):
         self.norm = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mixer = MambaMixer(config) if config.backbone == "mamba" else Mamba2Mixer(config)
 
-    def forward(self, hidden_states, attention_mask=None):
+    def forward(self, hidden_states, attention_mask=None, cache=None):
         residual = hidden_states.float() if self.residual_in_fp32 else hidden_states
-        hidden_states = self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), attention_mask)
+        hidden_states = self.mixer(self.norm(hidden_states.to(self.norm.weight.dtype)), attention_mask, cache)
         return residual + hidden_states
 
 
@@ -241,11 +331,11 @@ class MambaBackbone(nn.Module):
         self.layers = nn.ModuleList([MambaBlock(config) for _ in range(config.num_hidden_layers)])
         self.norm_f = MambaRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
 
-    def forward(self, inputs_embeds, attention_mask=None, output_hidden_states=False):
+    def forward(self, inputs_embeds, attention_mask=None, output_hidden_states=False, caches=None):
         hidden_states = inputs_embeds
         all_hidden_states = (hidden_states,) if output_hidden_states else None
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask)
+        for i, layer in enumerate(self.layers):
+            hidden_states = layer(hidden_states, attention_mask, None if caches is None else caches[i])
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
         hidden_states = self.norm_f(hidden_states.to(self.norm_f.weight.dtype))
@@ -317,7 +407,17 @@ class MambaRetrievalPreTrainedModel(PreTrainedModel):
 
 
 class MambaForRetrieval(MambaRetrievalPreTrainedModel):
-    """Bi-encoder: the embedding of a text is the final state at its last real token (the EOS the tokenizer adds)."""
+    """Bi-encoder: the embedding of a text is the final state at its last real token (the EOS the tokenizer adds).
+
+    Long inputs: without gradients, a sequence longer than `stream_chunk_size` tokens runs in chunks of that many
+    tokens through all layers, carrying each layer's convolution and SSM state across chunk borders, so activation
+    memory does not grow with the length (the result equals the one-pass result up to float rounding). Set it on
+    the model (`model.stream_chunk_size = 8192`, or `None` for one pass); it is not a config field. With
+    `output_token_states=False` the model also skips `last_hidden_state`, and a document of any length encodes in
+    bounded memory.
+    """
+
+    stream_chunk_size = 2048
 
     def __init__(self, config):
         super().__init__(config)
@@ -337,23 +437,58 @@ class MambaForRetrieval(MambaRetrievalPreTrainedModel):
         inputs_embeds=None,
         output_hidden_states=None,
         return_dict=None,
+        output_token_states=True,
     ):
-        inputs_embeds, attention_mask = self._check_inputs(input_ids, attention_mask, inputs_embeds)
+        attention_mask = self._check_inputs(input_ids, attention_mask, inputs_embeds)
         output_hidden_states = output_hidden_states if output_hidden_states is not None else (
             self.config.output_hidden_states)
-        # Mask only when there is padding: an all-ones mask changes nothing but costs a multiply per layer.
-        mask = None if bool(attention_mask.all()) else attention_mask
-        last_hidden_state, hidden_states = self.backbone(inputs_embeds, mask, output_hidden_states)
-
-        rows = torch.arange(last_hidden_state.shape[0], device=last_hidden_state.device)
-        embedding = last_hidden_state[rows, last_token_index(attention_mask)].float()
+        length = attention_mask.shape[1]
+        chunk = self.stream_chunk_size
+        if chunk is not None and length > chunk and not output_hidden_states and not torch.is_grad_enabled():
+            last_hidden_state, embedding = self._forward_streaming(input_ids, inputs_embeds, attention_mask, chunk,
+                                                                   output_token_states)
+            hidden_states = None
+        else:
+            if inputs_embeds is None:
+                inputs_embeds = self.backbone.embeddings(input_ids)
+            # Mask only when there is padding: an all-ones mask changes nothing but costs a multiply per layer.
+            mask = None if bool(attention_mask.all()) else attention_mask
+            last_hidden_state, hidden_states = self.backbone(inputs_embeds, mask, output_hidden_states)
+            rows = torch.arange(last_hidden_state.shape[0], device=last_hidden_state.device)
+            embedding = last_hidden_state[rows, last_token_index(attention_mask)].float()
+            if not output_token_states:
+                last_hidden_state = None
         if self.config.normalize:
             embedding = F.normalize(embedding, p=2, dim=-1)
         output = MambaRetrievalOutput(last_hidden_state, embedding, hidden_states)
         return output if return_dict is not False else output.to_tuple()
 
+    def _forward_streaming(self, input_ids, inputs_embeds, attention_mask, chunk, output_token_states):
+        """One pass over `chunk`-token pieces with states carried between them; returns (last_hidden_state or None,
+        the un-normalised embedding at each row's last real token)."""
+        length = attention_mask.shape[1]
+        last_index = last_token_index(attention_mask)
+        caches = [{} for _ in self.backbone.layers]
+        pieces, embedding = [], None
+        for start in range(0, length, chunk):
+            end = min(start + chunk, length)
+            embeds = (self.backbone.embeddings(input_ids[:, start:end]) if inputs_embeds is None
+                      else inputs_embeds[:, start:end])
+            piece_mask = attention_mask[:, start:end]
+            mask = None if bool(piece_mask.all()) else piece_mask
+            states, _ = self.backbone(embeds, mask, False, caches)
+            if embedding is None:
+                embedding = states.new_zeros(states.shape[0], states.shape[2], dtype=torch.float32)
+            here = (last_index >= start) & (last_index < end)
+            rows = here.nonzero().flatten()
+            embedding[rows] = states[rows, last_index[rows] - start].float()
+            if output_token_states:
+                pieces.append(states)
+        return (torch.cat(pieces, dim=1) if output_token_states else None), embedding
+
     def _check_inputs(self, input_ids, attention_mask, inputs_embeds):
-        """Turn bad input into errors that say what to fix, before it reaches an opaque index error."""
+        """Turn bad input into errors that say what to fix, before it reaches an opaque index error. Returns the
+        attention mask (all ones when none was given)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if input_ids is not None:
@@ -364,19 +499,19 @@ class MambaForRetrieval(MambaRetrievalPreTrainedModel):
                     f"input_ids must lie in [0, {self.config.vocab_size}); got values in "
                     f"[{int(input_ids.min())}, {int(input_ids.max())}]. Is this the model's own tokenizer?"
                 )
-            inputs_embeds = self.backbone.embeddings(input_ids)
-        batch, length = inputs_embeds.shape[:2]
+        given = input_ids if input_ids is not None else inputs_embeds
+        batch, length = given.shape[:2]
         if batch == 0 or length == 0:
             raise ValueError(f"Nothing to embed: the batch has shape ({batch}, {length}). Tokenize at least one text "
                              "(an empty string still gives one token, the EOS).")
         if attention_mask is None:
-            attention_mask = torch.ones(batch, length, dtype=torch.long, device=inputs_embeds.device)
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=given.device)
         elif attention_mask.shape != (batch, length):
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, length)}.")
         empty_rows = (attention_mask.sum(dim=1) == 0).nonzero().flatten().tolist()
         if empty_rows:
             raise ValueError(f"Rows {empty_rows} of the batch have no real token (attention_mask all zero).")
-        return inputs_embeds, attention_mask
+        return attention_mask
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,372 @@
+"""`mamba-retrieval bench`: encode speed and memory against length (the Mamba Retriever paper's Figure 1), here.
+
+Each model runs in its own child process (so one model's memory cannot hide in another's numbers), all lengths in
+increasing order, on one random document per length (batch 1, random weights, random token ids: timing does not
+depend on either). Models, all random and of the 130m shape unless said otherwise:
+
+    mamba         MambaForRetrieval, Mamba-1 (fused CPU scan / CUDA kernels, chunked streaming)
+    mamba2        MambaForRetrieval, Mamba-2
+    mamba-stock   transformers' MambaModel (its own CPU path without mamba_ssm: a Python loop over tokens)
+    mamba2-stock  transformers' Mamba2Model
+    bert          transformers' BertModel, BERT-base shape, SDPA attention, max_position_embeddings raised
+
+Memory is the peak resident set size (RSS, sampled every 2 ms by a thread in the child, psutil) while encoding,
+minus the RSS after the model was built and warmed up: activation memory over the loaded weights. A length is
+skipped, with the reason recorded, when the previous length predicts more than `--max-seconds` or more memory than
+the machine has (extrapolated with the exponent measured between the last two lengths, 1 before that).
+
+Training rows: fwd+bwd tokens/s of a 14.6M-parameter Mamba-1 (4 layers, d 256, batch 32 x 64 tokens), ours against
+stock, and the same for Mamba-2. Long-document row: `--long-tokens N` encodes one N-token document with
+`output_token_states=False` (bounded memory) and records the peak total RSS.
+
+Writes `bench.json` and `bench.png` into `--output-dir` and prints a table with ratios against `mamba-stock` and
+`bert` from the same run (the machines are shared and noisy: compare ratios, not absolute numbers across runs).
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ENCODE_MODELS = ("mamba", "mamba2", "mamba-stock", "mamba2-stock", "bert")
+TRAIN_MODELS = ("mamba", "mamba-stock", "mamba2", "mamba2-stock")
+SHAPE_130M = dict(hidden_size=768, num_hidden_layers=24)
+SHAPE_TRAIN = dict(hidden_size=256, num_hidden_layers=4)  # 14.6M parameters with the 50280-row embedding
+VOCAB = {"mamba": 50280, "mamba2": 50288}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Child process: build one model, measure it
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def build_model(name, shape, max_length):
+    """The named model with random weights, in eval mode; returns (model, forward(input_ids))."""
+    import torch
+
+    torch.manual_seed(0)
+    backbone = "mamba2" if name.startswith("mamba2") else "mamba"
+    if name in ("mamba", "mamba2"):
+        from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
+        from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
+
+        model = MambaForRetrieval(MambaRetrievalConfig(backbone=backbone, vocab_size=VOCAB[backbone], **shape))
+        return model.eval(), lambda ids, **kw: model(input_ids=ids, **kw)
+    if name in ("mamba-stock", "mamba2-stock"):
+        from transformers import Mamba2Config, Mamba2Model, MambaConfig, MambaModel
+
+        if backbone == "mamba":
+            model = MambaModel(MambaConfig(vocab_size=VOCAB[backbone], **shape))
+        else:
+            model = Mamba2Model(Mamba2Config(vocab_size=VOCAB[backbone], num_heads=2 * shape["hidden_size"] // 64,
+                                             **shape))
+        return model.eval(), lambda ids, **kw: model(input_ids=ids, use_cache=False)
+    if name == "bert":
+        from transformers import BertConfig, BertModel
+
+        # BERT-base shape; position embeddings raised past BERT's 512 so that long documents run at all
+        config = BertConfig(max_position_embeddings=max(512, max_length), attn_implementation="sdpa")
+        model = BertModel(config, add_pooling_layer=False)
+        assert model.config._attn_implementation == "sdpa", model.config._attn_implementation
+        return model.eval(), lambda ids, **kw: model(input_ids=ids)
+    raise ValueError(f"Unknown model {name!r}; choose from {', '.join(ENCODE_MODELS)}.")
+
+
+class PeakRSS:
+    """Peak resident set size of this process while the block runs, sampled every 2 ms."""
+
+    def __init__(self):
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+
+    def __enter__(self):
+        self.running = True
+        self.peak = self.process.memory_info().rss
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def predicted(points, length):
+    """Extrapolate (length, value) points to `length` with the exponent of the last two (1 with one point)."""
+    import math
+
+    (l1, v1), (l0, v0) = points[-1], (points[-2] if len(points) > 1 else (None, None))
+    exponent = 1.0 if l0 is None or v0 <= 0 or v1 <= 0 else max(1.0, math.log(v1 / v0) / math.log(l1 / l0))
+    return v1 * (length / l1) ** exponent
+
+
+def measure_encode(name, lengths, repeats, max_seconds, stream_chunk_size):
+    import psutil
+    import torch
+
+    model, forward = build_model(name, SHAPE_130M, max(lengths))
+    if stream_chunk_size is not None and hasattr(model, "stream_chunk_size"):
+        model.stream_chunk_size = stream_chunk_size or None
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        forward(torch.randint(2, 30000, (1, 64), generator=generator))  # compile / warm up
+    rss_loaded = psutil.Process().memory_info().rss
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    rows, time_points, memory_points = [], [], []
+    for length in lengths:
+        if time_points:
+            seconds = predicted(time_points, length)
+            memory = predicted(memory_points, length)
+            available = psutil.virtual_memory().available
+            if seconds > max_seconds or memory > 0.8 * available:
+                reason = (f"predicted {seconds:.0f} s > --max-seconds {max_seconds:.0f}" if seconds > max_seconds
+                          else f"predicted {memory / 2**30:.1f} GiB > 80% of the {available / 2**30:.1f} GiB free")
+                rows.append(dict(length=length, skipped=reason))
+                continue
+        input_ids = torch.randint(2, 30000, (1, length), generator=generator)
+        times = []
+        with PeakRSS() as peak, torch.inference_mode():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                forward(input_ids)
+                times.append(time.perf_counter() - start)
+        best = min(times)
+        over = max(0, peak.peak - rss_loaded)
+        rows.append(dict(length=length, seconds=best, tokens_per_s=length / best, seconds_all=times,
+                         peak_rss_over_loaded_mb=over / 2**20))
+        time_points.append((length, best))
+        memory_points.append((length, max(over, 1)))
+    return dict(model=name, weights_mb=weights / 2**20, rss_loaded_mb=rss_loaded / 2**20, rows=rows)
+
+
+def measure_training(name, steps, batch=32, length=64):
+    import torch
+
+    model, forward = build_model(name, SHAPE_TRAIN, length)
+    model.train()
+    parameters = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+
+    def step(rows):
+        output = forward(torch.randint(2, 30000, (rows, length), generator=generator))
+        output.last_hidden_state.float().square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step(2)  # warm up (compiles the fused kernels)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(batch)
+    seconds = (time.perf_counter() - start) / steps
+    return dict(model=name, parameters=parameters, batch=batch, length=length, steps=steps,
+                seconds_per_step=seconds, tokens_per_s=batch * length / seconds)
+
+
+def measure_long_document(tokens, stream_chunk_size):
+    import torch
+
+    model, _ = build_model("mamba", SHAPE_130M, 512)
+    model.stream_chunk_size = stream_chunk_size or 2048
+    input_ids = torch.randint(2, 30000, (1, tokens), generator=torch.Generator().manual_seed(0))
+    with PeakRSS() as peak, torch.inference_mode():
+        start = time.perf_counter()
+        embedding = model(input_ids=input_ids, output_token_states=False).sentence_embedding
+        seconds = time.perf_counter() - start
+    assert torch.isfinite(embedding).all()
+    return dict(model="mamba", tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
+                stream_chunk_size=model.stream_chunk_size, peak_rss_total_mb=peak.peak / 2**20)
+
+
+def worker(job):
+    kind = job.pop("kind")
+    threads = job.pop("threads", None)
+    if threads:  # this child process only: torch's and numba's pools
+        import torch
+
+        torch.set_num_threads(threads)
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except ImportError:
+            pass
+    result = {"encode": measure_encode, "train": measure_training, "long": measure_long_document}[kind](**job)
+    print("RESULT " + json.dumps(result))
+
+
+def run_child(job, threads=None):
+    """Run one measurement in a fresh interpreter; returns its result dict, or {"error": ...}."""
+    job = dict(job, threads=threads)
+    command = [sys.executable, "-m", "mamba_retrieval.eval.bench", "--worker", json.dumps(job)]
+    process = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    for line in process.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"error": f"exit {process.returncode}: {process.stderr.strip()[-2000:]}"}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Parent: run the children, print, write
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def machine_description():
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return dict(cpu=cpu, logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                torch=torch.__version__, python=platform.python_version(), platform=platform.platform())
+
+
+def format_table(encode, reference_names=("mamba-stock", "bert")):
+    by_model = {entry["model"]: {row["length"]: row for row in entry.get("rows", [])} for entry in encode}
+    lengths = sorted({length for rows in by_model.values() for length in rows})
+    lines = [f"{'model':<14}{'length':>8}{'s/doc':>10}{'tok/s':>10}{'peak MB':>10}"
+             + "".join(f"{'x ' + name:>14}" for name in reference_names)]
+    for entry in encode:
+        name = entry["model"]
+        if "error" in entry:
+            lines.append(f"{name:<14}  error: {entry['error'][:200]}")
+            continue
+        for length in lengths:
+            row = by_model[name].get(length)
+            if row is None:
+                continue
+            if "skipped" in row:
+                lines.append(f"{name:<14}{length:>8}  skipped: {row['skipped']}")
+                continue
+            ratios = []
+            for reference in reference_names:
+                other = by_model.get(reference, {}).get(length, {})
+                ratios.append(f"{row['tokens_per_s'] / other['tokens_per_s']:>14.2f}" if "tokens_per_s" in other
+                              else f"{'-':>14}")
+            lines.append(f"{name:<14}{length:>8}{row['seconds']:>10.3f}{row['tokens_per_s']:>10.1f}"
+                         f"{row['peak_rss_over_loaded_mb']:>10.0f}" + "".join(ratios))
+    return "\n".join(lines)
+
+
+def write_plot(encode, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for entry in encode:
+        rows = [row for row in entry.get("rows", []) if "seconds" in row]
+        if rows:
+            lengths = [row["length"] for row in rows]
+            left.plot(lengths, [row["seconds"] for row in rows], marker="o", label=entry["model"])
+            right.plot(lengths, [row["peak_rss_over_loaded_mb"] for row in rows], marker="o", label=entry["model"])
+    for axis, label in ((left, "encode time per document (s)"), (right, "peak RSS over loaded model (MB)")):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("document length (tokens)")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_bench(args):
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    machine = dict(machine_description(), bench_threads=args.threads or "torch default")
+    results = dict(machine=machine, command=" ".join(["mamba-retrieval", "bench", *args.argv]), encode=[], train=[],
+                   long_document=None)
+    for name in args.models:
+        print(f"encode: {name} ...", file=sys.stderr, flush=True)
+        entry = run_child(dict(kind="encode", name=name, lengths=args.lengths, repeats=args.repeats,
+                               max_seconds=args.max_seconds, stream_chunk_size=args.stream_chunk_size), args.threads)
+        results["encode"].append(entry if "error" not in entry else dict(model=name, **entry))
+    for name in args.train_models:
+        print(f"train: {name} ...", file=sys.stderr, flush=True)
+        entry = run_child(dict(kind="train", name=name, steps=args.train_steps), args.threads)
+        results["train"].append(entry if "error" not in entry else dict(model=name, **entry))
+    if args.long_tokens:
+        print(f"long document: {args.long_tokens} tokens ...", file=sys.stderr, flush=True)
+        results["long_document"] = run_child(dict(kind="long", tokens=args.long_tokens,
+                                                  stream_chunk_size=args.stream_chunk_size), args.threads)
+
+    print(format_table(results["encode"]))
+    if results["train"]:
+        stock = {entry["model"]: entry for entry in results["train"]}
+        print(f"\n{'training (fwd+bwd)':<20}{'params':>10}{'tok/s':>10}{'x stock':>10}")
+        for entry in results["train"]:
+            if "error" in entry:
+                print(f"{entry['model']:<20}  error: {entry['error'][:200]}")
+                continue
+            other = stock.get(entry["model"] + "-stock", {})
+            ratio = f"{entry['tokens_per_s'] / other['tokens_per_s']:>10.1f}" if "tokens_per_s" in other else (
+                f"{'-':>10}")
+            print(f"{entry['model']:<20}{entry['parameters'] / 1e6:>9.1f}M{entry['tokens_per_s']:>10.1f}{ratio}")
+    if results["long_document"]:
+        entry = results["long_document"]
+        print(f"\nlong document: {json.dumps(entry)}")
+    (output_dir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_plot:
+        write_plot(results["encode"], output_dir / "bench.png")
+    print(f"\nwrote {output_dir / 'bench.json'}" + ("" if args.no_plot else f" and {output_dir / 'bench.png'}"))
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "bench", help="encode speed and memory against length; training throughput",
+        description=__doc__.split("\n\n")[0] + " Random weights; each model in its own process.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(ENCODE_MODELS), choices=ENCODE_MODELS)
+    parser.add_argument("--lengths", nargs="+", type=int, default=[512, 2048, 8192, 32768])
+    parser.add_argument("--repeats", type=int, default=1, help="encodes per length; the fastest counts")
+    parser.add_argument("--max-seconds", type=float, default=120.0,
+                        help="skip a length whose predicted encode time exceeds this")
+    parser.add_argument("--stream-chunk-size", type=int, default=None,
+                        help="MambaForRetrieval.stream_chunk_size (0: one pass); default: the model's")
+    parser.add_argument("--train-models", nargs="*", default=list(TRAIN_MODELS), choices=TRAIN_MODELS)
+    parser.add_argument("--train-steps", type=int, default=2)
+    parser.add_argument("--long-tokens", type=int, default=0, help="also encode one document this long")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and numba threads in each child (default: torch's default, all cores)")
+    parser.add_argument("--output-dir", default="bench-results")
+    parser.add_argument("--no-plot", action="store_true")
+    parser.set_defaults(func=_run_from_cli)
+
+
+def _run_from_cli(args):
+    for value, option in ((args.lengths, "--lengths"), ([args.repeats, args.train_steps], "--repeats/--train-steps")):
+        if any(v <= 0 for v in value):
+            raise ValueError(f"{option} must be positive.")
+    if args.long_tokens < 0:
+        raise ValueError("--long-tokens must be positive (or 0 to skip).")
+    args.lengths = sorted(set(args.lengths))
+    args.argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
+    run_bench(args)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        worker(json.loads(sys.argv[2]))
+    else:
+        sys.exit("usage: mamba-retrieval bench ... (this module's --worker mode is for the bench itself)")
