@@ -4,8 +4,9 @@
 last real token, L2-normalised. The module and parameter names follow transformers' `MambaModel` / `Mamba2Model`
 under the prefix `backbone.`, so `state-spaces/mamba-*-hf` style weights map one to one.
 
-This file imports only torch and transformers. The scans below are the readable reference implementations; faster
-ones plug in at `_selective_scan` / `_ssd_scan` when they are available.
+This file imports only torch and transformers, plus optional kernels behind guarded imports (the project's fused CPU
+scan, mamba_ssm, causal_conv1d). The scans below are the readable reference implementations; the faster ones plug in
+at `_selective_scan` / `_ssd_scan`, chosen per call (`MAMBA_RETRIEVAL_KERNELS=reference` forces the reference).
 """
 
 import math
@@ -55,8 +56,8 @@ except (ImportError, OSError):
     causal_conv1d_fn = None
 
 KERNELS_ENV = "MAMBA_RETRIEVAL_KERNELS"  # "reference" forces the readable scans; "auto" (default) picks per call
-CUDA_HINT = ("pip install mamba-ssm causal-conv1d (built for this torch and CUDA; mamba-ssm's Mamba-1 op must be "
-             "built too, e.g. MAMBA_SELECTIVE_SCAN=TRUE)")
+CUDA_HINT = ("pip install mamba-ssm causal-conv1d, built for this torch and CUDA (mamba-ssm's Mamba-1 "
+             "selective_scan_cuda op is an opt-in part of its build: enable it)")
 CPU_HINT = "pip install mamba-retrieval (brings the fused CPU scan and numba)"
 
 
