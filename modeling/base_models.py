@@ -34,16 +34,13 @@ def random_model(name, seed=0, eos_token_id=0):
 
 
 def load_base(base, seed=0, eos_token_id=0):
-    """`base` is a named size or a transformers `*-hf` folder (`MambaForCausalLM` / `Mamba2ForCausalLM`).
-
-    Returns (model, tokenizer_dir): tokenizer_dir is the base folder when it has a tokenizer.json, else None.
-    """
+    """The retriever for `base`: a named size or a transformers `*-hf` folder (`MambaForCausalLM` /
+    `Mamba2ForCausalLM`)."""
     if base in NAMED_SIZES:
-        return random_model(base, seed=seed, eos_token_id=eos_token_id), None
+        return random_model(base, seed=seed, eos_token_id=eos_token_id)
     folder = Path(base)
     if not folder.is_dir():
         raise FileNotFoundError(f"{base!r} is neither a named size ({', '.join(NAMED_SIZES)}) nor a folder.")
     from mamba_retrieval.conversion.transformers_lm import load_transformers_lm
 
-    model = load_transformers_lm(folder, eos_token_id=eos_token_id)
-    return model, folder if (folder / "tokenizer.json").is_file() else None
+    return load_transformers_lm(folder, eos_token_id=eos_token_id)

@@ -51,7 +51,7 @@ def run(args):
     teacher = SentenceTransformer(str(get_model_path()), device="cpu")
     torch.manual_seed(args.seed)
     tokenizer = build_tokenizer(model_max_length=args.max_seq_length)
-    model, _ = load_base(args.start, seed=args.seed, eos_token_id=tokenizer.eos_token_id)
+    model = load_base(args.start, seed=args.seed, eos_token_id=tokenizer.eos_token_id)
     started = time.time()
     log = distil(model, tokenizer, pairs, TeacherCache(args.teacher_cache, teacher), steps=args.steps,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,

@@ -20,7 +20,7 @@ def init_retriever(base, out_dir, *, eos_token=ENDOFTEXT, max_seq_length=512, pr
     if not tokenizer_file.is_file():
         tokenizer_file = VENDORED_TOKENIZER
     tokenizer = build_tokenizer(eos_token, model_max_length=max_seq_length, tokenizer_file=tokenizer_file)
-    model, _ = load_base(base, seed=seed, eos_token_id=tokenizer.eos_token_id)
+    model = load_base(base, seed=seed, eos_token_id=tokenizer.eos_token_id)
     check_eos_fits(tokenizer, model.config.vocab_size)
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
