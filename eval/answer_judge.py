@@ -12,8 +12,9 @@ The answer prompt asks for a short one-sentence or one-paragraph answer (the dat
 
 Scores per benchmark: accuracy = share of datapoints the judge calls correct against at least one reference;
 F1 = mean of the best token F1 over the references (not for multiple-choice benchmarks, as in the original). The mean
-row averages the benchmarks (F1 over the benchmarks that have it). Datapoints whose answer or every judgement was
-malformed are skipped and counted. Outputs: OUT/answers.jsonl (every answer and judgement) and OUT/results.json.
+row averages the benchmarks (F1 over the benchmarks that have it). Datapoints whose answer was malformed, or with a
+malformed judgement and no YES (the malformed one might have been the YES), are skipped and counted. Outputs:
+OUT/answers.jsonl (every answer and judgement) and OUT/results.json.
 """
 
 import hashlib
@@ -245,6 +246,9 @@ def register(subparsers):
     parser.add_argument("--full-context-tokens", type=int, default=120_000,
                         help="token budget of the full-context baseline (GPT-NeoX tokens of the document)")
     parser.add_argument("--judge-model", help="model of the judge (default: the answering model)")
+    parser.add_argument("--judge-price-input", type=float, help="with --judge-model: its USD per million prompt tokens")
+    parser.add_argument("--judge-price-output", type=float, help="with --judge-model: its USD per million completion "
+                                                                 "tokens")
     parser.add_argument("--multiple-choice", nargs="*", default=list(MULTIPLE_CHOICE),
                         help="benchmarks without F1 (default: the original's multiple-choice sets)")
     parser.add_argument("--limit", type=int, help="only the first N datapoints of each benchmark")
@@ -274,7 +278,8 @@ def run(args):
             logits = {b: {str(k): v for k, v in points.items()} for b, points in scores.items()}
     top_k = int(args.top_k) if args.top_k >= 1 else args.top_k
     answer_client = client_from_args(args, out / "llm_cache")
-    judge_client = answer_client.with_model(args.judge_model) if args.judge_model else answer_client
+    judge_client = (answer_client.with_model(args.judge_model, args.judge_price_input, args.judge_price_output)
+                    if args.judge_model else answer_client)
     try:
         records, table = AnswerRun(data, answer_client, judge_client, systems, top_k, args.full_context_tokens,
                                    args.seed, logits, args.multiple_choice).run()

@@ -51,8 +51,8 @@ def parse_judge_decision(output):
     output = output.replace("**", "").replace("::", ":").replace("Decision: ", "DECISION:")
     if "DECISION:" not in output:
         raise ValueError("no DECISION: keyword")
-    words = output.split("DECISION:")[-1].split("\n")[0].strip().split(" ")
-    decision = words[0].strip().lower().rstrip(".,")
+    after = output.split("DECISION:")[-1].strip()  # the decision may be on the keyword's line or the next
+    decision = after.split()[0].lower().rstrip(".,") if after else ""
     if decision not in ("yes", "no"):
         raise ValueError(f"decision {decision!r} is neither yes nor no")
     return decision

@@ -122,11 +122,13 @@ class LLMClient:
         self.price_input, self.price_output = price_input, price_output
         self.stats = UsageStats()
 
-    def with_model(self, model):
-        """A client with the same endpoint, settings and cache for another model (its own counts)."""
+    def with_model(self, model, price_input=None, price_output=None):
+        """A client with the same endpoint, settings and cache for another model (its own counts and prices: the
+        other model's prices differ, so none are carried over)."""
         return LLMClient(model, self.base_url, self.api_key, self.cache_dir, concurrency=self.concurrency,
                          timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff,
-                         max_backoff=self.max_backoff, temperature=self.temperature, max_tokens=self.max_tokens)
+                         max_backoff=self.max_backoff, temperature=self.temperature, max_tokens=self.max_tokens,
+                         price_input=price_input, price_output=price_output)
 
     def request_body(self, prompt):
         return {"model": self.model, "messages": [{"role": "user", "content": prompt}],

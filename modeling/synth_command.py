@@ -103,6 +103,8 @@ class SynthRun:
                 write_jsonl(path, results)
                 skipped = {reason: n for reason, n in sorted(skipped.items()) if n}
                 self.stats[step] = {"kept": len(results), "skipped": skipped}
+                if step in LLM_STEPS:  # steps resumed on another day may have used another model: say which
+                    self.stats[step]["llm_model"] = self.client.model
                 if self.client is not None:
                     self.stats["llm_this_run"] = self.client.usage()
                 (self.out / "stats.json").write_text(json.dumps(self.stats, indent=2) + "\n")
@@ -260,6 +262,10 @@ def run(args):
 
     if args.chunks_per_document < 1 or args.min_doc_tokens > args.max_doc_tokens:
         raise ValueError("--chunks-per-document must be >= 1 and --min-doc-tokens <= --max-doc-tokens.")
+    if args.min_range < sd.MIN_CONNECTION_RANGE:  # closer, the chunk's and the selected unit's context overlap
+        raise ValueError(f"--min-range must be >= {sd.MIN_CONNECTION_RANGE} (got {args.min_range}): a connected unit "
+                         "nearer the chunk shares context sentences with it, and the needed-sentences step needs two "
+                         "separate parts.")
     settings = {"corpus": str(Path(args.corpus).resolve()), "qrels": args.qrels, "limit": args.limit,
                 "chunks_per_document": args.chunks_per_document, "min_tokens": args.min_doc_tokens,
                 "max_tokens": args.max_doc_tokens, "min_english_share": args.min_english_share,

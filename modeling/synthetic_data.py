@@ -95,24 +95,32 @@ def connection_prompt(units, chunk_first, box_first, box_last):
     return load_prompt("connection").format(text=text, box=box), line_units
 
 
-CONNECT_INDEX = re.compile(r"\*\*Index ([\d]+)[\*\*]*")
-CONNECT_SENTENCE = re.compile(r"\*\*Index [\d]+[\*\*]*: [\"]*(.*?)[\"]*\n")
+# GPT-4o bolds the index anywhere on a line (the original's patterns); other models often write the prompt's own
+# plain `Index N: ...` at the start of a line, possibly as a list item. Either form is read.
+_PLAIN_INDEX = r"^[ \t]*(?:[-*]|\d+\.)?[ \t]*Index"
+CONNECT_INDEX = re.compile(rf"\*\*Index ([\d]+)[\*\*]*|{_PLAIN_INDEX} ([\d]+):", re.M)
+CONNECT_SENTENCE = re.compile(rf"(?:\*\*Index [\d]+[\*\*]*|{_PLAIN_INDEX} [\d]+):[\*\*]* [\"]*(.*?)[\"]*\n", re.M)
 CONNECT_REASON = re.compile(r"[- ]*[\*\*]*Reason[\*\*]*:[\*\*]* (.*?)\n")
 CONNECT_REASON_BULLET = re.compile(r"- (.*?)\n")
 REASONS_HEADING = "### Reasons for Connection:"
 
 
+def _indices(text):
+    return [bold or plain for bold, plain in CONNECT_INDEX.findall(text)]
+
+
 def parse_connections(output, line_units):
     """{document unit: reason} from a connection answer, or (None, reason it was skipped). The answer must list each
-    unit as `**Index N**: "sentence"` with a `Reason: ...` line (GPT-4o's layout, which the original parses)."""
+    unit as `**Index N**: "sentence"` (GPT-4o's layout, which the original parses) or `Index N: "sentence"`, with a
+    `Reason: ...` line."""
     output = output if output.endswith("\n") else output + "\n"  # the patterns end at a newline
-    indices = CONNECT_INDEX.findall(output)
+    indices = _indices(output)
     sentences = CONNECT_SENTENCE.findall(output)
     reasons = CONNECT_REASON.findall(output) or CONNECT_REASON_BULLET.findall(output)
     if len(set(indices)) != len(indices) and REASONS_HEADING in output:
         # indices listed once, then again under a heading with their reasons
         index_part, reason_part = output.split(REASONS_HEADING)[:2]
-        indices = CONNECT_INDEX.findall(index_part)
+        indices = _indices(index_part)
         sentences = CONNECT_SENTENCE.findall(index_part)
         reasons = CONNECT_SENTENCE.findall(reason_part) or CONNECT_REASON_BULLET.findall(output)
     if not indices:
@@ -148,6 +156,7 @@ def parse_question(output):
     """The question after the last `QUESTION:` (which must be in the last two lines), or (None, reason)."""
     if "QUESTION:" not in output:
         return None, "no_question_keyword"
+    output = output.rstrip()  # trailing blank lines do not move the question off the end
     if "QUESTION:" not in "\n".join(output.split("\n")[-2:]):
         return None, "question_not_at_end"
     question = output.split("QUESTION:")[-1].strip().strip("*").strip()

@@ -46,6 +46,7 @@ def test_parse_answer():
     ("**DECISION:** No.", "no"),
     ("Decision: yes, it matches", "yes"),
     ("DECISION:: NO", "no"),
+    ("REASON: same.\nDECISION:\nYES", "yes"),  # the decision on the line after the keyword
 ])
 def test_parse_judge_decision(output, decision):
     assert parse_judge_decision(output) == decision
@@ -144,6 +145,13 @@ def test_answer_and_judge_end_to_end(qmsum_questions, tmp_path, monkeypatch, cap
         assert answer(testset, logits, tmp_path / "again", endpoint, "--llm-cache-dir", str(out / "llm_cache")) == 0
     assert endpoint.requests == []
     assert json.loads((tmp_path / "again" / "results.json").read_text())["table"] == table
+    # Declared multiple-choice, the same answers are judged but get no F1 (as in the original).
+    with RecordedEndpoint() as endpoint:
+        assert answer(testset, logits, tmp_path / "choice", endpoint, "--llm-cache-dir", str(out / "llm_cache"),
+                      "--multiple-choice", "qmsum") == 0
+    choice = json.loads((tmp_path / "choice" / "results.json").read_text())["table"]
+    assert all(choice[s]["qmsum"]["f1"] is None and choice[s]["mean"]["f1"] is None for s in aj.SYSTEMS)
+    assert [choice[s]["qmsum"]["accuracy"] for s in aj.SYSTEMS] == [1.0, 1.0, 0.0, 1.0]
 
 
 def test_answer_refuses_missing_inputs(qmsum_questions, tmp_path, monkeypatch, capsys):

@@ -37,6 +37,15 @@ def test_cost_from_prices(tmp_path):
     assert client.usage()["cost_usd"] == pytest.approx((12 * 2.5 + 2 * 10.0) / 1e6)
 
 
+def test_another_model_has_its_own_prices_and_counts(tmp_path):
+    with RecordedEndpoint(CLIENT_EXCHANGES) as endpoint:
+        client = make_client(endpoint, price_input=2.5, price_output=10.0)
+        judge = client.with_model("judge-model", price_input=1.0, price_output=4.0)
+        unpriced = client.with_model("other-model")
+    assert (judge.model, judge.price_input, judge.price_output) == ("judge-model", 1.0, 4.0)
+    assert unpriced.usage()["cost_usd"] is None and judge.stats is not client.stats
+
+
 def test_rate_limit_and_server_error_are_retried():
     with RecordedEndpoint(CLIENT_EXCHANGES) as endpoint:
         client = make_client(endpoint)

@@ -86,6 +86,9 @@ def test_parse_connections():
     assert sd.parse_connections(headed, line_units) == ({11: "same topic", 20: "same speaker"}, None)
     assert sd.parse_connections("Index 2 and Index 5 are connected.", line_units) == (None, "no_indices")
     assert sd.parse_connections('**Index 2**: "x"\n', line_units) == (None, "indices_sentences_reasons_differ")
+    plain = '1. Index 2: "the budget"\n   Reason: same budget\n- Index 5: "price"\n  - Reason: the price\n'
+    assert sd.parse_connections(plain, line_units) == ({12: "same budget", 22: "the price"}, None)
+    assert sd.parse_connections('**Index 2:** "x"\nReason: y\n', line_units) == ({12: "y"}, None)
     out_of_box = GPT4O_ANSWER.replace("Index 5", "Index 6")
     assert sd.parse_connections(out_of_box, line_units) == (None, "index_out_of_box")
 
@@ -104,6 +107,7 @@ def test_parse_question():
     assert sd.parse_question("REASON: because.\n\nQUESTION: Who drew the cat?") == ("Who drew the cat?", None)
     assert sd.parse_question("REASON: x\n**QUESTION:** Who drew the cat?\n") == ("Who drew the cat?", None)
     assert sd.parse_question("QUESTION: Who?\n\nVERIFICATION: it is fine.\nDone.") == (None, "question_not_at_end")
+    assert sd.parse_question("REASON: x\nQUESTION: Who drew the cat?\n\n\n") == ("Who drew the cat?", None)
     assert sd.parse_question("Who drew the cat?") == (None, "no_question_keyword")
     assert sd.parse_question("REASON: x\nQUESTION:  ") == (None, "empty_question")
 
@@ -184,9 +188,10 @@ def test_synth_end_to_end_on_qmsum_then_train_scanner(meetings_corpus, tmp_path,
     assert endpoint.unmatched == [] and len(endpoint.requests) == 3 + 2
     stats = json.loads((out / "stats.json").read_text())
     assert stats["documents"] == {"kept": 4, "skipped": {}}
-    assert stats["connections"] == {"kept": 3, "skipped": {"no_indices": 1}}
-    assert stats["questions"] == {"kept": 2, "skipped": {"question_not_at_end": 1}}
-    assert stats["needed"] == {"kept": 1, "skipped": {"needed_not_on_both_sides": 1}}
+    model = {"llm_model": "recorded-model"}
+    assert stats["connections"] == {"kept": 3, "skipped": {"no_indices": 1}, **model}
+    assert stats["questions"] == {"kept": 2, "skipped": {"question_not_at_end": 1}, **model}
+    assert stats["needed"] == {"kept": 1, "skipped": {"needed_not_on_both_sides": 1}, **model}
     assert stats["llm_this_run"]["requests"] == 5 and stats["llm_this_run"]["cache_hits"] == 0
 
     examples = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
@@ -232,3 +237,9 @@ def test_synth_documents_step_needs_no_llm(meetings_corpus, tmp_path):
                  "--min-doc-tokens", "2000"]) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["documents"] == {"kept": 3, "skipped": {"too_short": 1}}
+
+
+def test_synth_refuses_a_range_that_makes_the_needed_parts_overlap(meetings_corpus, tmp_path, capsys):
+    assert main(["synth", str(meetings_corpus), str(tmp_path / "out"), "--min-range", "9"]) == 2
+    assert "--min-range must be >= 10" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
