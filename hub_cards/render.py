@@ -95,6 +95,25 @@ def eval_section(model_folder, baselines):
             f"Result files:\n\n{sources}\n"), scores
 
 
+def training_section(folder):
+    """What `training.json` records (command, teacher, data, seed, steps, wall time, speed), or nothing."""
+    record = _read_json(Path(folder) / "training.json")
+    if "command" not in record:
+        return ""
+    lines = [f"- command: `{record['command']}`"]
+    if record.get("teacher"):
+        lines.append(f"- teacher: `{record['teacher']}`")
+    lines += [f"- data: `{item}`" for item in record.get("data", [])]
+    settings = {key: record[key] for key in ("seed", "steps", "batch_size", "learning_rate", "temperature")
+                if key in record}
+    lines.append("- settings: " + ", ".join(f"{key} `{value}`" for key, value in settings.items()))
+    last = (record.get("log") or [{}])[-1]
+    if "wall_seconds" in record:
+        speed = f", {last['tokens_per_second']:,} tokens/s" if "tokens_per_second" in last else ""
+        lines.append(f"- wall time: `{record['wall_seconds']}` s{speed} (see `training.json` for the log)")
+    return "## Training\n\n" + "\n".join(lines) + "\n\n"
+
+
 def render_card(folder, results_dir, *, repo_id=None, revision=None, eval_name=None, eval_revision=None,
                 base_model=None, license="apache-2.0", baselines=True):
     """The README.md text for Hub folder `folder` and its results in `results_dir` (an eval --output folder)."""
@@ -133,6 +152,7 @@ def render_card(folder, results_dir, *, repo_id=None, revision=None, eval_name=N
         "query_prompt_repr": repr(prompts.get("query", "")),
         "prompt_rows": "\n".join(f"| {name} | `{text!r}` |" for name, text in prompts.items()),
         "eval_section": section,
+        "training_section": training_section(folder),
     }
     return Template(TEMPLATE.read_text()).substitute(values)
 

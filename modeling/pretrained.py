@@ -58,13 +58,57 @@ def write_shipped_copy(trained_folder, out_dir, force=False):
     return float(abs(torch.tensor(embeddings[0]) - torch.tensor(embeddings[1])).max())
 
 
-if __name__ == "__main__":
+def record_metrics(folder, results_dir, metric="ndcg_at_10"):
+    """Write `metric` of every task evaluated for `folder` (its mteb result files in `results_dir`, an eval
+    --output folder) into folder/training.json under "metrics", with the files the numbers came from. The result
+    files are found by the folder's weights hash, so they belong to these very weights. Returns the metrics."""
+    import json
+
+    from mamba_retrieval.eval.leaderboard_bundle import find_model_results
+    from mamba_retrieval.eval.model_specs import resolve_model
+    from mamba_retrieval.eval.result_files import sourced_scores, task_result_files
+
+    folder = Path(folder)
+    record_file = folder / "training.json"
+    if not record_file.is_file():
+        raise FileNotFoundError(f"{record_file} does not exist; metrics are recorded beside a training record.")
+    results = find_model_results(results_dir, resolve_model(str(folder)))
+    scores = [score for path in task_result_files(results) for score in sourced_scores(path, [metric])]
+    record = json.loads(record_file.read_text())
+    record["metrics"] = {metric: {score.task: round(score.value, 5) for score in scores},
+                         "split": sorted({score.split for score in scores}),
+                         "result_files": sorted({_relative(score.file) for score in scores})}
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
+    return record["metrics"]
+
+
+def _relative(path):
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def main(argv=None):
     import argparse
 
-    parser = argparse.ArgumentParser(description="Store a trained Hub folder as a shipped model (float16 weights).")
-    parser.add_argument("trained_folder")
-    parser.add_argument("out_dir", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
-    parser.add_argument("--force", action="store_true")
-    arguments = parser.parse_args()
-    difference = write_shipped_copy(arguments.trained_folder, arguments.out_dir, arguments.force)
-    print(f"wrote {arguments.out_dir}; embedding max |difference| from float32: {difference:.2e}")
+    parser = argparse.ArgumentParser(prog="python -m mamba_retrieval.modeling.pretrained",
+                                     description="Make a shipped model from a trained Hub folder.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    copy = commands.add_parser("copy", help="store a trained Hub folder as a shipped model (float16 weights)")
+    copy.add_argument("trained_folder")
+    copy.add_argument("out_dir", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
+    copy.add_argument("--force", action="store_true")
+    metrics = commands.add_parser("metrics", help="record a folder's evaluation scores in its training.json")
+    metrics.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
+    metrics.add_argument("--results", required=True, help="the --output folder of `mamba-retrieval eval`")
+    arguments = parser.parse_args(argv)
+    if arguments.command == "copy":
+        difference = write_shipped_copy(arguments.trained_folder, arguments.out_dir, arguments.force)
+        print(f"wrote {arguments.out_dir}; embedding max |difference| from float32: {difference:.2e}")
+    else:
+        print(record_metrics(arguments.folder, arguments.results))
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import sourced_scores
 from mamba_retrieval.hub_cards.render import UnsourcedNumberError, check_sourced, write_card
 from mamba_retrieval.modeling.cli import main
+from mamba_retrieval.modeling.pretrained import record_metrics
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCIFACT = SHARED_DATA / "beir-scifact"
@@ -152,6 +153,29 @@ def test_card_renders_with_parsable_yaml_and_numbers_from_the_result_files(works
     entries = yaml.safe_load(eval_yaml.read_text())
     assert entries[0]["dataset"]["id"] == "mteb/scifact"
     assert entries[0]["value"] == round(model_score * 100, 5)
+
+
+def test_training_record_gets_its_metrics_from_the_result_files_and_the_card_shows_it(workspace, tmp_path):
+    model = shutil.copytree(workspace["model"], tmp_path / "model")  # same weights: same results folder
+    with pytest.raises(FileNotFoundError, match="training.json"):
+        record_metrics(model, workspace["output"])
+    record = {"command": "mamba-retrieval distil mini out --seed 3", "teacher": "t", "data": ["glosses.jsonl.gz"],
+              "seed": 3, "steps": 10, "wall_seconds": 42, "log": [{"step": 10, "tokens_per_second": 1234}]}
+    (model / "training.json").write_text(json.dumps(record))
+    metrics = record_metrics(model, workspace["output"], metric="ndcg_at_10")
+    stored = json.loads((model / "training.json").read_text())
+    assert stored["metrics"] == metrics and stored["seed"] == 3
+    assert metrics["ndcg_at_10"] == {"scifact-slice": round(workspace["scores"][0].value, 5)}
+    assert metrics["split"] == ["test"] and metrics["result_files"][0].endswith("scifact-slice.json")
+    write_card(model, workspace["output"], eval_name="local/model", baselines=False)
+    card = (model / "README.md").read_text()
+    assert "## Training" in card and "`mamba-retrieval distil mini out --seed 3`" in card
+    assert "seed `3`" in card and "1,234 tokens/s" in card
+    other = shutil.copytree(workspace["model"], tmp_path / "other")  # other weights: no results of its own
+    (other / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
+    (other / "training.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="has no results for"):
+        record_metrics(other, workspace["output"])
 
 
 def test_card_refuses_numbers_it_cannot_source(workspace):
