@@ -40,6 +40,28 @@ SHAPE_TRAIN = dict(hidden_size=256, num_hidden_layers=4)  # 14.6M parameters wit
 VOCAB = {"mamba": 50280, "mamba2": 50288}
 
 
+def flops_per_token(name, length, hidden_size=768, num_hidden_layers=24, state_size=16):
+    """Forward FLOPs per token (2 per multiply-add) of the encoders compared at `length` tokens: what bounds the
+    speed ratio of two GEMM-bound models. Mamba-1 (130m shape, expand 2): in/x/dt/out projections, the depthwise conv
+    and ~9 FLOPs per (channel, state) of the scan; BERT-base (12 layers, 768, FFN 3072): Q/K/V/O and FFN projections
+    plus QK^T and AV, 4 * length * 768 per layer. Embedding lookups are free. None for the other models."""
+    if name in ("mamba", "mamba-stock"):
+        inner, dt_rank = 2 * hidden_size, -(-hidden_size // 16)
+        per_layer = 2 * (hidden_size * 2 * inner + inner * (dt_rank + 2 * state_size) + dt_rank * inner
+                         + inner * hidden_size + 4 * inner) + 9 * inner * state_size
+        return num_hidden_layers * per_layer
+    if name == "bert":
+        width, ffn = 768, 3072
+        return 12 * (2 * (4 * width * width + 2 * width * ffn) + 4 * length * width)
+    return None
+
+
+def flop_bound_lines(lengths):
+    """BERT/Mamba-1 FLOP ratio per length: the ours/BERT speed ratio reached if both ran at the same FLOP rate."""
+    ratio = {length: flops_per_token("bert", length) / flops_per_token("mamba", length) for length in lengths}
+    return [f"FLOP ratio BERT-base / Mamba-1 at {length}: {value:.2f}" for length, value in ratio.items()]
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Child process: build one model, measure it
 # ------------------------------------------------------------------------------------------------------------------
@@ -243,7 +265,7 @@ def machine_description():
 def format_table(encode, reference_names=("mamba-stock", "bert")):
     by_model = {entry["model"]: {row["length"]: row for row in entry.get("rows", [])} for entry in encode}
     lengths = sorted({length for rows in by_model.values() for length in rows})
-    lines = [f"{'model':<14}{'length':>8}{'s/doc':>10}{'tok/s':>10}{'peak MB':>10}"
+    lines = [f"{'model':<14}{'length':>8}{'s/doc':>10}{'tok/s':>10}{'GFLOP/s':>9}{'peak MB':>10}"
              + "".join(f"{'x ' + name:>14}" for name in reference_names)]
     for entry in encode:
         name = entry["model"]
@@ -262,9 +284,11 @@ def format_table(encode, reference_names=("mamba-stock", "bert")):
                 other = by_model.get(reference, {}).get(length, {})
                 ratios.append(f"{row['tokens_per_s'] / other['tokens_per_s']:>14.2f}" if "tokens_per_s" in other
                               else f"{'-':>14}")
-            lines.append(f"{name:<14}{length:>8}{row['seconds']:>10.3f}{row['tokens_per_s']:>10.1f}"
+            flops = flops_per_token(name, length)
+            rate = f"{flops * row['tokens_per_s'] / 1e9:>9.1f}" if flops else f"{'-':>9}"
+            lines.append(f"{name:<14}{length:>8}{row['seconds']:>10.3f}{row['tokens_per_s']:>10.1f}{rate}"
                          f"{row['peak_rss_over_loaded_mb']:>10.0f}" + "".join(ratios))
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + flop_bound_lines(lengths))
 
 
 def write_plot(encode, path):

@@ -26,6 +26,28 @@ def test_table_gives_ratios_against_baselines_of_the_same_run():
     assert "skipped: predicted 999 s" in table and "error: exit 1: boom" in table
 
 
+def test_flop_counts_follow_the_weights_of_the_models_compared():
+    """2 FLOPs per weight of every projection (a token meets each once) + conv + scan, for the model we run;
+    BERT-base adds 4 * length * width per layer for attention."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
+    from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
+
+    model = MambaForRetrieval(MambaRetrievalConfig(backbone="mamba", vocab_size=64, hidden_size=64,
+                                                   num_hidden_layers=2, state_size=16))
+    linears = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv1d))
+    scan = 2 * 9 * 128 * 16  # 2 layers x 9 FLOPs x inner 128 x state 16
+    assert bench.flops_per_token("mamba", 100, hidden_size=64, num_hidden_layers=2) == 2 * (linears + conv) + scan
+    bert = BertModel(BertConfig(), add_pooling_layer=False)
+    bert_linears = sum(m.weight.numel() for m in bert.modules() if isinstance(m, torch.nn.Linear))
+    assert bench.flops_per_token("bert", 1000) == 2 * bert_linears + 12 * 4 * 1000 * 768
+    assert bench.flops_per_token("mamba2", 1000) is None
+    assert "FLOP ratio BERT-base / Mamba-1 at 8192: 2.55" in bench.flop_bound_lines([8192])
+
+
 @pytest.mark.parametrize("arguments", [["--lengths", "0"], ["--repeats", "0"], ["--long-tokens", "-1"]])
 def test_bad_options_are_clear_errors(arguments, tmp_path, capsys):
     assert main(["bench", *arguments, "--output-dir", str(tmp_path)]) == 2
