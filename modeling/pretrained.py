@@ -33,10 +33,12 @@ def resolve_shipped(name_or_path):
     return name_or_path
 
 
-def write_shipped_copy(trained_folder, out_dir, force=False):
+def write_shipped_copy(trained_folder, out_dir, force=False, max_seq_length=None):
     """Copy a trained Hub folder into `out_dir` with its floating-point weights stored as float16 (half the size,
     for the repository) while config.json keeps float32, so transformers and sentence-transformers load and run
-    it in float32. Returns the largest absolute difference between the two folders' embeddings of a probe text."""
+    it in float32. `max_seq_length` replaces the folder's token limit (sentence-transformers' and the tokenizer's).
+    Returns the largest absolute difference between the two folders' embeddings of a probe text."""
+    import json
     import shutil
 
     import torch
@@ -50,6 +52,11 @@ def write_shipped_copy(trained_folder, out_dir, force=False):
         weights = load_file(trained_folder / "model.safetensors")
         save_file({name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
                   staging / "model.safetensors", metadata={"format": "pt"})
+        limits = {"sentence_bert_config.json": "max_seq_length", "tokenizer_config.json": "model_max_length"}
+        for name, key in limits.items() if max_seq_length else ():
+            settings = json.loads((staging / name).read_text())
+            settings[key] = max_seq_length
+            (staging / name).write_text(json.dumps(settings, indent=2) + "\n")
     probe = ["Mamba is a selective state-space model; this sentence checks the stored copy."]
     from sentence_transformers import SentenceTransformer
 
@@ -98,13 +105,15 @@ def main(argv=None):
     copy = commands.add_parser("copy", help="store a trained Hub folder as a shipped model (float16 weights)")
     copy.add_argument("trained_folder")
     copy.add_argument("out_dir", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
+    copy.add_argument("--max-seq-length", type=int, help="tokens per text in the copy (default: the trained folder's)")
     copy.add_argument("--force", action="store_true")
     metrics = commands.add_parser("metrics", help="record a folder's evaluation scores in its training.json")
     metrics.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
     metrics.add_argument("--results", required=True, help="the --output folder of `mamba-retrieval eval`")
     arguments = parser.parse_args(argv)
     if arguments.command == "copy":
-        difference = write_shipped_copy(arguments.trained_folder, arguments.out_dir, arguments.force)
+        difference = write_shipped_copy(arguments.trained_folder, arguments.out_dir, arguments.force,
+                                        arguments.max_seq_length)
         print(f"wrote {arguments.out_dir}; embedding max |difference| from float32: {difference:.2e}")
     else:
         print(record_metrics(arguments.folder, arguments.results))
