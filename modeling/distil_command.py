@@ -110,6 +110,12 @@ def run(args):
               "learning_rate": args.learning_rate, "dev_pairs": len(dev_pairs),
               "steps": args.steps, "batch_size": args.batch_size, "wall_seconds": round(time.time() - started),
               "log": log}
+    previous = Path(args.start) / "training.json"
+    if previous.is_file():  # trained further: keep the whole recipe, and the wall time of all runs together
+        earlier = json.loads(previous.read_text())
+        record["started_from"] = {"folder": str(args.start), "training": earlier}
+        record["total_wall_seconds"] = record["wall_seconds"] + earlier.get("total_wall_seconds",
+                                                                            earlier.get("wall_seconds", 0))
     write_hub_folder(model, tokenizer, args.out, max_seq_length=args.max_seq_length,
                      extra_files={"training.json": json.dumps(record, indent=2) + "\n"}, force=args.force)
     print(json.dumps({"out": args.out, "first": log[0], "last": log[-1], "wall_seconds": record["wall_seconds"]}))

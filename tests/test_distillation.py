@@ -122,3 +122,21 @@ def test_training_can_continue_from_a_retriever_folder(tiny_folder):
     _, folder, model, _ = tiny_folder
     loaded = load_base(str(folder))
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+@needs_data
+def test_distil_command_records_the_recipe_and_a_continued_run_keeps_it(tmp_path, teacher):
+    from mamba_retrieval.modeling.cli import main
+
+    common = ["--teacher-cache", str(tmp_path / "teacher.npz"), "--steps", "2", "--batch-size", "4",
+              "--wordnet-limit", "200", "--dev-pairs", "20", "--shares", "qmsum=0", "--init-embeddings", "random"]
+    assert main(["distil", "tiny", str(tmp_path / "first"), *common, "--seed", "3"]) == 0
+    first = json.loads((tmp_path / "first" / "training.json").read_text())
+    assert first["seed"] == 3 and first["steps"] == 2 and first["pairs"] == {"wordnet": 180}
+    assert first["data"][0].endswith("wordnet30_glosses.jsonl.gz") and "started_from" not in first
+    assert main(["distil", str(tmp_path / "first"), str(tmp_path / "second"), *common]) == 0
+    second = json.loads((tmp_path / "second" / "training.json").read_text())
+    assert second["started_from"] == {"folder": str(tmp_path / "first"), "training": first}
+    assert second["total_wall_seconds"] == second["wall_seconds"] + first["wall_seconds"]
+    assert main(["distil", "tiny", str(tmp_path / "first"), *common]) == 2  # an existing folder is kept
+    assert json.loads((tmp_path / "first" / "training.json").read_text()) == first
