@@ -5,8 +5,9 @@ import sys
 import time
 from pathlib import Path
 
-from .distillation import (TeacherCache, distil, gloss_document_pairs, init_embeddings_from_teacher,
-                           meeting_window_pairs, qmsum_span_pairs, wordnet_pairs)
+from .distillation import (TeacherCache, distil, gloss_document_pairs, init_bag_of_embeddings,
+                           init_embeddings_from_teacher, meeting_window_pairs, qmsum_span_pairs, token_idf,
+                           wordnet_pairs)
 from .hub_folder import check_output_dir, write_hub_folder
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -56,9 +57,11 @@ def register(subparsers):
                              f"QMSum train meetings); default {' '.join(f'{k}={v}' for k, v in DEFAULT_SHARES.items())}")
     parser.add_argument("--meetings-dir", type=Path, default=DEFAULT_MEETINGS,
                         help="qmsum-longdoc folder (only meetings of its train qrels are read)")
-    parser.add_argument("--init-embeddings", choices=("teacher", "random"), default="teacher",
-                        help="for a named size: start token embeddings from the teacher's embedding of each token "
-                             "(PCA to the student's width), or randomly")
+    parser.add_argument("--init-embeddings", choices=("bag", "teacher", "random"), default="teacher",
+                        help="for a named size: 'teacher' starts token embeddings from the teacher's embedding of "
+                             "each token (PCA to the student's width); 'bag' also sets the layers so that the "
+                             "untrained student embeds a text as the IDF-weighted sum of those token embeddings "
+                             "(IDF over the training text); 'random' keeps the random init")
     parser.add_argument("--max-seq-length", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true")
@@ -78,6 +81,8 @@ def run(args):
     from .base_models import NAMED_SIZES, load_base
     from .tokenizer import build_tokenizer
 
+    if args.steps < 0:
+        raise ValueError(f"--steps must be >= 0 (0 writes the initialised student); got {args.steps}.")
     shares = parse_shares(args.shares)
     check_output_dir(args.out, args.force)
     wordnet_file = args.data_dir / "wordnet30_glosses.jsonl.gz"
@@ -95,8 +100,13 @@ def run(args):
     model = load_base(args.start, seed=args.seed, eos_token_id=tokenizer.eos_token_id)
     cache = TeacherCache(args.teacher_cache, teacher)
     started = time.time()
-    if args.init_embeddings == "teacher" and args.start in NAMED_SIZES:  # from scratch only, never over trained rows
-        init_embeddings_from_teacher(model, tokenizer, cache)
+    if args.start in NAMED_SIZES:  # from scratch only, never over trained rows
+        if args.init_embeddings == "teacher":
+            init_embeddings_from_teacher(model, tokenizer, cache)
+        elif args.init_embeddings == "bag":
+            texts = sorted({text for pairs in sources.values() for p in pairs for text in (p.query, p.passage)})
+            idf = token_idf(tokenizer, texts, model.get_input_embeddings().weight.shape[0])
+            init_bag_of_embeddings(model, tokenizer, cache, idf)
     log = distil(model, tokenizer, sources, cache, steps=args.steps,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,
                  seed=args.seed, source_shares=shares, temperature=args.temperature, dev_pairs=dev_pairs,
@@ -118,4 +128,4 @@ def run(args):
                                                                             earlier.get("wall_seconds", 0))
     write_hub_folder(model, tokenizer, args.out, max_seq_length=args.max_seq_length,
                      extra_files={"training.json": json.dumps(record, indent=2) + "\n"}, force=args.force)
-    print(json.dumps({"out": args.out, "first": log[0], "last": log[-1], "wall_seconds": record["wall_seconds"]}))
+    print(json.dumps({"out": args.out, "first": log[:1], "last": log[-1:], "wall_seconds": record["wall_seconds"]}))

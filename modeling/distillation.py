@@ -136,12 +136,12 @@ class TeacherCache:
         return torch.from_numpy(np.stack([self.vectors[self.key(t)] for t in texts]).astype(np.float32))
 
 
-def init_embeddings_from_teacher(model, tokenizer, cache):
+def init_embeddings_from_teacher(model, tokenizer, cache, width=None):
     """Start the student's token embeddings from the teacher's embedding of each token's text, reduced to the
     student's width by PCA and scaled to the initial spread: every token starts with the teacher's lexical
     semantics, so training spends its steps on composing tokens, not on learning 50k words from scratch.
     Ids the tokenizer does not produce (vocabulary padding) and tokens with no visible text keep their random
-    rows. Returns the number of rows set."""
+    rows. `width` (default: all) is how many leading columns get the teacher's PCA. Returns the number of rows set."""
     embeddings = model.get_input_embeddings().weight
     texts = {i: tokenizer.decode([i]).strip() for i in range(min(len(tokenizer), embeddings.shape[0]))}
     texts = {i: text for i, text in texts.items() if text}
@@ -149,11 +149,79 @@ def init_embeddings_from_teacher(model, tokenizer, cache):
     teacher = cache.get(list(texts.values()))
     teacher = teacher - teacher.mean(dim=0)
     _, _, directions = torch.linalg.svd(teacher, full_matrices=False)
-    reduced = teacher @ directions[:embeddings.shape[1]].T
+    width = width or embeddings.shape[1]
+    reduced = teacher @ directions[:width].T
     with torch.no_grad():
         reduced *= embeddings.std() / reduced.std()
-        embeddings[list(texts)] = reduced.to(embeddings.dtype)
+        embeddings[list(texts), :width] = reduced.to(embeddings.dtype)
     return len(texts)
+
+
+def token_idf(tokenizer, texts, size):
+    """Inverse document frequency of every token id (`size` of them) over `texts` (training text only):
+    log(n / (1 + df)), unseen ids at the largest value."""
+    df = np.zeros(size, np.int64)
+    for start in range(0, len(texts), 2048):
+        for ids in tokenizer(texts[start:start + 2048], add_special_tokens=False)["input_ids"]:
+            df[np.unique(np.asarray(ids, dtype=np.int64))] += 1
+    return torch.from_numpy(np.log(len(texts) / (1.0 + df))).float().clamp(min=0)
+
+
+@torch.no_grad()
+def init_bag_of_embeddings(model, tokenizer, cache, idf, gate=4.0, scale=0.02, idf_sharpness=12.0):
+    """Set a Mamba-1 student so that, before any training, its EOS state is the IDF-weighted sum of the teacher's
+    token embeddings of the text: an exact construction within the architecture, so that training starts from a
+    lexical retriever instead of from noise (from noise, 5,000 steps left the EOS state far worse than a plain
+    average of its own token embeddings).
+
+    Token rows: the teacher's embedding of the token's text (PCA to width - 1, unit RMS) plus one coordinate holding
+    idf / max(idf). Layer 0 sums: x = silu(conv(scale * token)) ~ scale/2 * token (identity conv, small scale keeps
+    silu linear), one constant channel (conv bias) feeds B = C = e_0 so the scan adds dt * x into one state, A ~ 0
+    (no decay), dt = softplus(idf_sharpness * idf coordinate) weights each token by its IDF, the gate z is a
+    constant at the EOS position (its rows point along the EOS row), and out_proj copies the summed channels back to
+    the residual. The later layers start as the identity (out_proj = 0), free to learn. Returns the token rows set."""
+    config = model.config
+    width, inner, states = config.hidden_size, config.intermediate_size, config.state_size
+    if config.backbone != "mamba" or inner < width + 1 or config.conv_kernel < 1:
+        raise ValueError("The bag-of-embeddings start needs a Mamba-1 student with intermediate_size > hidden_size.")
+    embeddings = model.get_input_embeddings().weight
+    rows = init_embeddings_from_teacher(model, tokenizer, cache, width=width - 1)
+    semantic = embeddings[:, :width - 1]
+    semantic /= semantic.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-6)
+    embeddings[:, width - 1] = (idf[:embeddings.shape[0]] / idf.max()).to(embeddings.dtype)
+    eos = tokenizer.eos_token_id
+    embeddings[eos, width - 1] = 0.0  # the EOS itself carries no weight in the sum
+    eos_direction = F.normalize(embeddings[eos].float(), dim=0)
+    embeddings[eos] *= 1e-2  # its residual must not swamp a short text's sum (the gate reads its direction only)
+    constant, idf_channel = width, width - 1
+    for index, layer in enumerate(model.backbone.layers):
+        mixer = layer.mixer
+        layer.norm.weight.fill_(1.0)
+        if index:
+            mixer.out_proj.weight.zero_()  # identity at the start
+            continue
+        mixer.in_proj.weight.zero_()
+        mixer.in_proj.weight[:width, :width] = scale * torch.eye(width)
+        mixer.in_proj.weight[inner:] = gate / math.sqrt(width) * eos_direction  # z = gate at the EOS position
+        mixer.conv1d.weight.zero_()
+        mixer.conv1d.bias.zero_()
+        mixer.conv1d.weight[:width, 0, -1] = 1.0  # the current token only
+        mixer.conv1d.bias[constant] = 1.0  # x[constant] = silu(1) everywhere
+        silu_one = F.silu(torch.tensor(1.0)).item()
+        mixer.x_proj.weight.zero_()
+        rank = mixer.time_step_rank
+        mixer.x_proj.weight[0, idf_channel] = 2.0 / scale  # dt input = idf coordinate (x ~ scale/2 * token)
+        mixer.x_proj.weight[rank, constant] = 1.0 / silu_one  # B = e_0
+        mixer.x_proj.weight[rank + states, constant] = 1.0 / silu_one  # C = e_0
+        mixer.dt_proj.weight.zero_()
+        mixer.dt_proj.weight[:, 0] = idf_sharpness
+        mixer.dt_proj.bias.zero_()
+        mixer.A_log.fill_(-15.0)  # A = -3e-7: no decay over any document length
+        mixer.D.zero_()
+        mixer.out_proj.weight.zero_()
+        mixer.out_proj.weight[:width - 1, :width - 1] = torch.eye(width - 1)  # the idf and constant sums stay out
+    model.backbone.norm_f.weight.fill_(1.0)
+    return rows
 
 
 def distillation_loss(query_embeddings, passage_embeddings, teacher_queries, teacher_passages, weight,

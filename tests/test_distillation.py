@@ -8,8 +8,9 @@ import torch
 
 from mamba_retrieval.modeling.base_models import random_model
 from mamba_retrieval.modeling.distillation import (Pair, TeacherCache, distil, distillation_loss,
-                                                   gloss_document_pairs, init_embeddings_from_teacher,
-                                                   meeting_window_pairs, qmsum_span_pairs, wordnet_pairs)
+                                                   gloss_document_pairs, init_bag_of_embeddings,
+                                                   init_embeddings_from_teacher, meeting_window_pairs,
+                                                   qmsum_span_pairs, token_idf, wordnet_pairs)
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "distill-corpus"
@@ -140,3 +141,37 @@ def test_distil_command_records_the_recipe_and_a_continued_run_keeps_it(tmp_path
     assert second["total_wall_seconds"] == second["wall_seconds"] + first["wall_seconds"]
     assert main(["distil", "tiny", str(tmp_path / "first"), *common]) == 2  # an existing folder is kept
     assert json.loads((tmp_path / "first" / "training.json").read_text()) == first
+
+
+@needs_data
+def test_bag_of_embeddings_start_embeds_a_text_as_its_idf_weighted_token_sum(tmp_path, teacher):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from collections import Counter
+
+    texts = [p.passage.lower() for p in wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 300)]
+    counts = Counter(w for text in texts for w in set(text.split()))
+    words = [w for w, _ in counts.most_common(400)]
+    vocab = {"[UNK]": 0, "<eos>": 1, **{word: i + 2 for i, word in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<eos>")
+    idf = token_idf(tokenizer, texts, 50280)
+    assert idf[vocab[words[0]]] < idf[vocab[words[-1]]]  # a common word weighs less than a rare one
+    student = random_model("tiny")
+    init_bag_of_embeddings(student, tokenizer, TeacherCache(tmp_path / "teacher.npz", teacher), idf)
+    student.eval()
+    rows = student.get_input_embeddings().weight.detach()
+    rows = rows / rows.pow(2).mean(dim=1, keepdim=True).add(1e-5).sqrt()  # what layer 0's RMSNorm sees
+    batch = [tokenizer(text)["input_ids"][:12] + [1] for text in texts[:4]]
+    width = max(map(len, batch))
+    input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids in batch])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
+    with torch.no_grad():
+        embeddings = student(input_ids=input_ids, attention_mask=mask).sentence_embedding
+    for ids, embedding in zip(batch, embeddings):
+        tokens = torch.tensor(ids[:-1])
+        weights = torch.nn.functional.softplus(12.0 * rows[tokens, -1])
+        target = torch.cat([(weights[:, None] * rows[tokens, :-1]).sum(dim=0), torch.zeros(1)])
+        assert torch.nn.functional.cosine_similarity(embedding, target, dim=0) > 0.99
