@@ -1,6 +1,7 @@
 """`mamba-retrieval distil START OUT`: a small Mamba retriever distilled from all-MiniLM-L6-v2, offline."""
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -111,7 +112,7 @@ def run(args):
                  batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,
                  seed=args.seed, source_shares=shares, temperature=args.temperature, dev_pairs=dev_pairs,
                  without_teacher=WITHOUT_TEACHER)
-    record = {"command": " ".join(sys.argv), "teacher": "sentence-transformers/all-MiniLM-L6-v2",
+    record = {"command": " ".join(["mamba-retrieval", *map(shlex.quote, sys.argv[1:])]), "teacher": "sentence-transformers/all-MiniLM-L6-v2",
               "data": [str(wordnet_file), f"{qmsum_file} (split=train)",
                        *([f"{meetings[0]} (meetings of {meetings[1]})"] if "meetings" in shares else [])],
               "pairs": {name: len(pairs) for name, pairs in sources.items()}, "source_shares": shares,

@@ -175,3 +175,16 @@ def test_bag_of_embeddings_start_embeds_a_text_as_its_idf_weighted_token_sum(tmp
         weights = torch.nn.functional.softplus(12.0 * rows[tokens, -1])
         target = torch.cat([(weights[:, None] * rows[tokens, :-1]).sum(dim=0), torch.zeros(1)])
         assert torch.nn.functional.cosine_similarity(embedding, target, dim=0) > 0.99
+
+
+@needs_data
+def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(teacher):
+    from mamba_retrieval.eval.distil_dev import dev_sets, score
+
+    wordnet, spans = dev_sets(DATA, wordnet_limit=5000, dev_pairs=200)
+    held_out = {(p.query, p.passage) for p in wordnet}
+    trained = wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 5000)[200:]  # what distil trains on
+    assert held_out and not held_out & {(p.query, p.passage) for p in trained}
+    assert spans and {row["split"] for row in spans} == {"val"}
+    scores = score(teacher, wordnet[:60], spans[:30])
+    assert scores["wordnet_dev_r1"] > 0.5 and scores["qmsum_span_val_mrr"] > 0.3  # the teacher itself

@@ -1,0 +1,60 @@
+"""Dev scores for choosing among distilled students, from training-side data only (never the test sets).
+
+- WordNet: R@1 of the held-out pairs that `mamba-retrieval distil` keeps out of training (the first `--dev-pairs`
+  after the seeded shuffle of the first `--wordnet-limit` pairs), each query against all their definitions.
+- QMSum spans: MRR of the `val` query -> relevant-span pairs of distill-corpus, each query against every `val` span.
+
+    python -m mamba_retrieval.eval.distil_dev FOLDER [FOLDER ...]
+
+prints one JSON line per model. QMSum-longdoc `dev` (whole meetings) is `mamba-retrieval eval FOLDER --beir-dir
+../shared/data/qmsum-longdoc --split dev --max-length N`.
+"""
+
+import argparse
+import gzip
+import json
+
+import numpy as np
+
+from mamba_retrieval.modeling.distil_command import DEFAULT_DATA
+from mamba_retrieval.modeling.distillation import _distinct_passages, wordnet_pairs
+
+
+def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000, seed=0):
+    wordnet = wordnet_pairs(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, seed)[:dev_pairs]
+    with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:
+        spans = [row for row in map(json.loads, lines) if row["split"] == "val"]
+    return _distinct_passages(wordnet, len(wordnet)), spans
+
+
+def score(model, wordnet, spans, batch_size=32):
+    def embed(texts):
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+    queries, definitions = embed([p.query for p in wordnet]), embed([p.passage for p in wordnet])
+    recall = float(((queries @ definitions.T).argmax(axis=1) == np.arange(len(wordnet))).mean())
+    passages = sorted({row["relevant_span"] for row in spans})
+    gold = np.array([passages.index(row["relevant_span"]) for row in spans])
+    similarities = embed([row["query"] for row in spans]) @ embed(passages).T
+    ranks = (similarities > similarities[np.arange(len(spans)), gold][:, None]).sum(axis=1)
+    return {"wordnet_dev_r1": round(recall, 4), "qmsum_span_val_mrr": round(float(np.mean(1 / (1 + ranks))), 4)}
+
+
+def main(argv=None):
+    from sentence_transformers import SentenceTransformer
+
+    from mamba_retrieval.modeling.pretrained import resolve_shipped
+
+    parser = argparse.ArgumentParser(prog="python -m mamba_retrieval.eval.distil_dev", description=__doc__.split("\n")[0])
+    parser.add_argument("models", nargs="+", help="retriever folders (or a shipped model's name)")
+    parser.add_argument("--max-length", type=int, default=1024, help="tokens per text (QMSum spans are long)")
+    arguments = parser.parse_args(argv)
+    wordnet, spans = dev_sets()
+    for name in arguments.models:
+        model = SentenceTransformer(resolve_shipped(name), trust_remote_code=True, device="cpu")
+        model.max_seq_length = arguments.max_length
+        print(json.dumps({"model": name, **score(model, wordnet, spans)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
