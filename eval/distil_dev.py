@@ -1,7 +1,8 @@
 """Dev scores for choosing among distilled students, from training-side data only (never the test sets).
 
-- WordNet: R@1 of the held-out pairs that `mamba-retrieval distil` keeps out of training (the first `--dev-pairs`
-  after the seeded shuffle of the first `--wordnet-limit` pairs), each query against all their definitions.
+- WordNet: R@1 of the pairs that `mamba-retrieval distil` keeps out of training (the first `--dev-pairs` after the
+  seeded shuffle of the first `--wordnet-limit` pairs, as for the shipped model: 100,000, 1,000, seed 0), each query
+  against all their definitions. The pairs are held out, not their definitions: a synset's other words and examples may be trained on.
 - QMSum spans: MRR of the `val` query -> relevant-span pairs of distill-corpus, each query against every `val` span.
 
     python -m mamba_retrieval.eval.distil_dev FOLDER [FOLDER ...]
@@ -36,7 +37,7 @@ def score(model, wordnet, spans, batch_size=32):
     passages = sorted({row["relevant_span"] for row in spans})
     gold = np.array([passages.index(row["relevant_span"]) for row in spans])
     similarities = embed([row["query"] for row in spans]) @ embed(passages).T
-    ranks = (similarities > similarities[np.arange(len(spans)), gold][:, None]).sum(axis=1)
+    ranks = (similarities >= similarities[np.arange(len(spans)), gold][:, None]).sum(axis=1) - 1  # ties count against
     return {"wordnet_dev_r1": round(recall, 4), "qmsum_span_val_mrr": round(float(np.mean(1 / (1 + ranks))), 4)}
 
 
@@ -45,7 +46,8 @@ def main(argv=None):
 
     from mamba_retrieval.modeling.pretrained import resolve_shipped
 
-    parser = argparse.ArgumentParser(prog="python -m mamba_retrieval.eval.distil_dev", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mamba_retrieval.eval.distil_dev",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="retriever folders (or a shipped model's name)")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per text (QMSum spans are long)")
     arguments = parser.parse_args(argv)

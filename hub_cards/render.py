@@ -106,7 +106,8 @@ def training_section(folder):
     lines += [f"- data: `{item}`" for item in record.get("data", [])]
     settings = {key: record[key] for key in ("seed", "steps", "batch_size", "learning_rate", "temperature")
                 if key in record}
-    lines.append("- settings: " + ", ".join(f"{key} `{value}`" for key, value in settings.items()))
+    if settings:
+        lines.append("- settings: " + ", ".join(f"{key} `{value}`" for key, value in settings.items()))
     last = (record.get("log") or [{}])[-1]
     if "wall_seconds" in record:
         speed = f", {last['tokens_per_second']:,} tokens/s" if "tokens_per_second" in last else ""

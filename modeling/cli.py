@@ -52,6 +52,7 @@ def build_parser(argv=()):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    args.argv = argv  # what was asked, for records of the run (sys.argv is the caller's when called from Python)
     try:
         return args.func(args) or 0
     except (FileExistsError, FileNotFoundError, ValueError, KeyError) as error:

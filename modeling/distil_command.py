@@ -2,7 +2,6 @@
 
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -112,7 +111,8 @@ def run(args):
                  batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,
                  seed=args.seed, source_shares=shares, temperature=args.temperature, dev_pairs=dev_pairs,
                  without_teacher=WITHOUT_TEACHER)
-    record = {"command": " ".join(["mamba-retrieval", *map(shlex.quote, sys.argv[1:])]), "teacher": "sentence-transformers/all-MiniLM-L6-v2",
+    record = {"command": "mamba-retrieval " + shlex.join(args.argv),
+              "teacher": "sentence-transformers/all-MiniLM-L6-v2",
               "data": [str(wordnet_file), f"{qmsum_file} (split=train)",
                        *([f"{meetings[0]} (meetings of {meetings[1]})"] if "meetings" in shares else [])],
               "pairs": {name: len(pairs) for name, pairs in sources.items()}, "source_shares": shares,

@@ -164,33 +164,40 @@ def token_idf(tokenizer, texts, size):
     for start in range(0, len(texts), 2048):
         for ids in tokenizer(texts[start:start + 2048], add_special_tokens=False)["input_ids"]:
             df[np.unique(np.asarray(ids, dtype=np.int64))] += 1
-    return torch.from_numpy(np.log(len(texts) / (1.0 + df))).float().clamp(min=0)
+    idf = torch.from_numpy(np.log(len(texts) / (1.0 + df))).float().clamp(min=0)
+    if not idf.max() > 0:
+        raise ValueError(f"No token is rarer than another in {len(texts)} texts: IDF needs more training text.")
+    return idf
 
 
 @torch.no_grad()
 def init_bag_of_embeddings(model, tokenizer, cache, idf, gate=4.0, scale=0.02, idf_sharpness=12.0):
-    """Set a Mamba-1 student so that, before any training, its EOS state is the IDF-weighted sum of the teacher's
-    token embeddings of the text: an exact construction within the architecture, so that training starts from a
+    """Set a Mamba-1 student so that, before any training, its EOS state is (to cosine > 0.99) the IDF-weighted sum of
+    the teacher's token embeddings of the text: a construction within the architecture, so that training starts from a
     lexical retriever instead of from noise (from noise, 5,000 steps left the EOS state far worse than a plain
     average of its own token embeddings).
 
     Token rows: the teacher's embedding of the token's text (PCA to width - 1, unit RMS) plus one coordinate holding
     idf / max(idf). Layer 0 sums: x = silu(conv(scale * token)) ~ scale/2 * token (identity conv, small scale keeps
     silu linear), one constant channel (conv bias) feeds B = C = e_0 so the scan adds dt * x into one state, A ~ 0
-    (no decay), dt = softplus(idf_sharpness * idf coordinate) weights each token by its IDF, the gate z is a
+    (exp(-15): a millionth of a decay per token), dt = softplus(idf_sharpness * idf coordinate) weights each token
+    by its IDF (from ln 2 at IDF 0 to softplus(12) at the largest), the gate z is a
     constant at the EOS position (its rows point along the EOS row), and out_proj copies the summed channels back to
     the residual. The later layers start as the identity (out_proj = 0), free to learn. Returns the token rows set."""
     config = model.config
     width, inner, states = config.hidden_size, config.intermediate_size, config.state_size
-    if config.backbone != "mamba" or inner < width + 1 or config.conv_kernel < 1:
-        raise ValueError("The bag-of-embeddings start needs a Mamba-1 student with intermediate_size > hidden_size.")
+    if config.backbone != "mamba" or inner < width + 1 or not config.use_conv_bias:
+        raise ValueError("The bag-of-embeddings start needs a Mamba-1 student with intermediate_size > hidden_size "
+                         "and a conv bias.")
+    if tokenizer.eos_token_id is None:
+        raise ValueError("The bag-of-embeddings start needs a tokenizer with an EOS token (the pooled position).")
     embeddings = model.get_input_embeddings().weight
     rows = init_embeddings_from_teacher(model, tokenizer, cache, width=width - 1)
     semantic = embeddings[:, :width - 1]
     semantic /= semantic.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-6)
     embeddings[:, width - 1] = (idf[:embeddings.shape[0]] / idf.max()).to(embeddings.dtype)
     eos = tokenizer.eos_token_id
-    embeddings[eos, width - 1] = 0.0  # the EOS itself carries no weight in the sum
+    embeddings[eos, width - 1] = 0.0  # the EOS weighs as a zero-IDF token: softplus(0) = ln 2
     eos_direction = F.normalize(embeddings[eos].float(), dim=0)
     embeddings[eos] *= 1e-2  # its residual must not swamp a short text's sum (the gate reads its direction only)
     constant, idf_channel = width, width - 1
