@@ -2,7 +2,8 @@
 
 - WordNet: R@1 of the pairs that `mamba-retrieval distil` keeps out of training (the first `--dev-pairs` after the
   seeded shuffle of the first `--wordnet-limit` pairs, as for the shipped model: 100,000, 1,000, seed 0), each query
-  against all their definitions. The pairs are held out, not their definitions: a synset's other words and examples may be trained on.
+  against all their definitions. The pairs are held out, not their definitions: a synset's other words and
+  examples may be trained on.
 - QMSum spans: MRR of the `val` query -> relevant-span pairs of distill-corpus, each query against every `val` span.
 
     python -m mamba_retrieval.eval.distil_dev FOLDER [FOLDER ...]

@@ -223,7 +223,7 @@ def init_bag_of_embeddings(model, tokenizer, cache, idf, gate=4.0, scale=0.02, i
         mixer.dt_proj.weight.zero_()
         mixer.dt_proj.weight[:, 0] = idf_sharpness
         mixer.dt_proj.bias.zero_()
-        mixer.A_log.fill_(-15.0)  # A = -3e-7: no decay over any document length
+        mixer.A_log.fill_(-15.0)  # A = -3e-7: dt * A is a millionth or less per token
         mixer.D.zero_()
         mixer.out_proj.weight.zero_()
         mixer.out_proj.weight[:width - 1, :width - 1] = torch.eye(width - 1)  # the idf and constant sums stay out
