@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .bag_forward import bag_embedding, check_bag_structure
 from .training import TEMPERATURE
 
 
@@ -246,22 +247,28 @@ def distillation_loss(query_embeddings, passage_embeddings, teacher_queries, tea
     return contrastive + weight * similarity, contrastive.detach(), similarity.detach()
 
 
-def encode_batch(model, tokenizer, texts, max_length):
-    """(embeddings, number of token positions computed, padding included)."""
+def encode_batch(model, tokenizer, texts, max_length, rows_only=False):
+    """(embeddings, number of token positions computed, padding included); `rows_only` sums the bag start's
+    tokens without the scan (bag_forward: the same embeddings, faster)."""
     batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    if rows_only:
+        return bag_embedding(model, batch["input_ids"], batch["attention_mask"]), batch["input_ids"].numel()
     return model(**batch).sentence_embedding, batch["input_ids"].numel()
 
 
 def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_rate=1e-3, weight=10.0,
            query_max_length=32, passage_max_length=256, seed=0, log_every=50, prompts=None, source_shares=None,
-           temperature=TEMPERATURE, dev_pairs=(), dev_every=500, without_teacher=()):
+           temperature=TEMPERATURE, dev_pairs=(), dev_every=500, without_teacher=(), rows_only=False):
     """Train `model` (a MambaForRetrieval) in place; returns the log [{step, loss, contrastive, similarity, ...}].
 
     `sources` maps a name to its pairs. Each batch comes from one source, so that short glosses are never padded
     to the length of a meeting span (which made most steps cost 10x more). A source is drawn with the probability
     given in `source_shares` (name -> share), by default in proportion to its size. Sources named in
     `without_teacher` train on InfoNCE alone (no teacher embeddings). With `dev_pairs` (held out
-    from training), the log records their recall@1 every `dev_every` steps."""
+    from training), the log records their recall@1 every `dev_every` steps.
+
+    `rows_only` trains the token rows alone (the EOS row stays: the gate reads it) of a bag-started student,
+    through bag_forward's exact sum: the model keeps the construction, and its steps cost far less."""
     prompts = prompts or {"query": "", "document": ""}
     names = [name for name in sources if sources[name]]
     if not names:
@@ -271,7 +278,10 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     cache.ensure([p.query for name in distilled for p in sources[name]] +
                  [p.passage for name in distilled for p in sources[name]])
     rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
+    parameters = _rows_only(model, tokenizer) if rows_only else list(model.parameters())
+    # no weight decay on rows-only: it would shrink the EOS row, which is the residual every text's sum is added to
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
+                                  weight_decay=0.0 if rows_only else 0.01)
     warmup = max(1, steps // 20)  # 5% linear warm-up, then cosine decay to zero
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
         1 + math.cos(math.pi * min(1.0, (s + 1 - warmup) / max(1, steps - warmup))))))
@@ -282,9 +292,9 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
         pairs = sources[name]
         batch = _distinct_passages(rng.sample(pairs, min(len(pairs), 2 * batch_size)), batch_size)
         queries, query_tokens = encode_batch(model, tokenizer, [prompts["query"] + p.query for p in batch],
-                                             query_max_length)
+                                             query_max_length, rows_only)
         passages, passage_tokens = encode_batch(model, tokenizer, [prompts["document"] + p.passage for p in batch],
-                                                passage_max_length)
+                                                passage_max_length, rows_only)
         tokens += query_tokens + passage_tokens
         teacher_queries, teacher_passages = ((None, None) if name in without_teacher else
                                              (cache.get([p.query for p in batch]), cache.get([p.passage for p in batch])))
@@ -292,7 +302,7 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
                                                           weight, temperature)
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         schedule.step()
         if step % log_every == 0 or step in (1, steps):
@@ -301,14 +311,26 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
                         "similarity": similarity.item(), "seconds": round(seconds, 1),
                         "tokens_per_second": round(tokens / seconds)})
             if dev_pairs and (step % dev_every == 0 or step == steps):
-                log[-1]["dev_recall_at_1"] = round(dev_recall_at_1(model, tokenizer, dev_pairs, prompts), 4)
+                log[-1]["dev_recall_at_1"] = round(dev_recall_at_1(model, tokenizer, dev_pairs, prompts, rows_only), 4)
             print(json.dumps(log[-1]), file=sys.stderr, flush=True)
     model.eval()
     return log
 
 
+def _rows_only(model, tokenizer):
+    """Freeze all but the token rows, and the EOS row; returns the trainable parameters."""
+    check_bag_structure(model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    rows = model.get_input_embeddings().weight
+    rows.requires_grad_(True)
+    eos = tokenizer.eos_token_id
+    rows.register_hook(lambda grad: grad.index_fill(0, torch.tensor([eos]), 0.0))
+    return [rows]
+
+
 @torch.no_grad()
-def dev_recall_at_1(model, tokenizer, pairs, prompts=None, batch_size=64):
+def dev_recall_at_1(model, tokenizer, pairs, prompts=None, rows_only=False, batch_size=64):
     """Share of held-out queries whose own passage ranks first among all the held-out passages."""
     prompts = prompts or {"query": "", "document": ""}
     was_training = model.training
@@ -316,7 +338,7 @@ def dev_recall_at_1(model, tokenizer, pairs, prompts=None, batch_size=64):
     pairs = _distinct_passages(pairs, len(pairs))
 
     def embed(texts, max_length):
-        return torch.cat([encode_batch(model, tokenizer, texts[i:i + batch_size], max_length)[0]
+        return torch.cat([encode_batch(model, tokenizer, texts[i:i + batch_size], max_length, rows_only)[0]
                           for i in range(0, len(texts), batch_size)])
 
     queries = embed([prompts["query"] + p.query for p in pairs], 32)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mamba_retrieval.modeling.bag_forward import bag_embedding, check_bag_structure
 from mamba_retrieval.modeling.base_models import random_model
 from mamba_retrieval.modeling.distillation import (Pair, TeacherCache, distil, distillation_loss,
                                                    gloss_document_pairs, init_bag_of_embeddings,
@@ -145,27 +146,40 @@ def test_distil_command_records_the_recipe_and_a_continued_run_keeps_it(tmp_path
 
 
 @needs_data
-def test_bag_of_embeddings_start_embeds_a_text_as_its_idf_weighted_token_sum(tmp_path, teacher):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
+def word_level_tokenizer(texts, size=400):
+    """A whitespace tokenizer over the `size` commonest words of `texts` ([UNK] 0, <eos> 1, appended to every text
+    as the real tokenizer does): the bag start's teacher pass then encodes 400 token texts, not 50k."""
     from collections import Counter
 
-    texts = [p.passage.lower() for p in wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 300)]
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
     counts = Counter(w for text in texts for w in set(text.split()))
-    words = [w for w, _ in counts.most_common(400)]
+    words = [w for w, _ in counts.most_common(size)]
     vocab = {"[UNK]": 0, "<eos>": 1, **{word: i + 2 for i, word in enumerate(words)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<eos>")
+    backend.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<eos>",
+                                   pad_token="[UNK]", padding_side="right"), words
+
+
+def bag_started_student(texts, cache):
+    tokenizer, words = word_level_tokenizer(texts)
     idf = token_idf(tokenizer, texts, 50280)
-    assert idf[vocab[words[0]]] < idf[vocab[words[-1]]]  # a common word weighs less than a rare one
     student = random_model("tiny")
-    init_bag_of_embeddings(student, tokenizer, TeacherCache(tmp_path / "teacher.npz", teacher), idf)
-    student.eval()
+    init_bag_of_embeddings(student, tokenizer, cache, idf)
+    return student.eval(), tokenizer, words, idf
+
+
+@needs_data
+def test_bag_of_embeddings_start_embeds_a_text_as_its_idf_weighted_token_sum(tmp_path, teacher):
+    texts = [p.passage.lower() for p in wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 300)]
+    student, tokenizer, words, idf = bag_started_student(texts, TeacherCache(tmp_path / "teacher.npz", teacher))
+    assert idf[tokenizer.convert_tokens_to_ids(words[0])] < idf[tokenizer.convert_tokens_to_ids(words[-1])]
     rows = student.get_input_embeddings().weight.detach()
     rows = rows / rows.pow(2).mean(dim=1, keepdim=True).add(1e-5).sqrt()  # what layer 0's RMSNorm sees
-    batch = [tokenizer(text)["input_ids"][:12] + [1] for text in texts[:4]]
+    batch = [tokenizer(text, add_special_tokens=False)["input_ids"][:12] + [1] for text in texts[:4]]
     width = max(map(len, batch))
     input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids in batch])
     mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
@@ -176,6 +190,43 @@ def test_bag_of_embeddings_start_embeds_a_text_as_its_idf_weighted_token_sum(tmp
         weights = torch.nn.functional.softplus(12.0 * rows[tokens, -1])
         target = torch.cat([(weights[:, None] * rows[tokens, :-1]).sum(dim=0), torch.zeros(1)])
         assert torch.nn.functional.cosine_similarity(embedding, target, dim=0) > 0.99
+
+
+@needs_data
+def test_the_scan_free_sum_is_the_forward_of_a_bag_started_student(tmp_path, teacher):
+    texts = [p.passage.lower() for p in wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 300)]
+    student, tokenizer, _, _ = bag_started_student(texts, TeacherCache(tmp_path / "teacher.npz", teacher))
+    with torch.no_grad():  # trained rows, not just the start's: any rows must give the forward's embeddings
+        student.get_input_embeddings().weight.mul_(1 + torch.rand(student.get_input_embeddings().weight.shape))
+    batch = tokenizer(texts[:6], padding=True, return_tensors="pt")
+    assert not batch["attention_mask"].all()  # padding is exercised
+    with torch.no_grad():
+        forward = student(**batch).sentence_embedding
+        fast = bag_embedding(student, batch["input_ids"], batch["attention_mask"])
+    assert torch.nn.functional.cosine_similarity(forward, fast).min() > 0.9999
+    with torch.no_grad():
+        student.backbone.layers[0].mixer.conv1d.weight[:, 0, 0] = 0.5  # now the conv remembers earlier tokens
+    with pytest.raises(ValueError, match="conv reads earlier tokens"):
+        check_bag_structure(student)
+
+
+@needs_data
+def test_rows_only_distillation_trains_the_token_rows_and_nothing_else(tmp_path, teacher):
+    pairs = wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", limit=300)
+    cache = TeacherCache(tmp_path / "teacher.npz", teacher)
+    student, tokenizer, _, _ = bag_started_student([p.passage.lower() for p in pairs], cache)
+    pairs = [Pair(p.query.lower(), p.passage.lower()) for p in pairs]
+    before = {name: value.clone() for name, value in student.state_dict().items()}
+    log = distil(student, tokenizer, {"wordnet": pairs}, cache, steps=30, batch_size=32, learning_rate=1e-2,
+                 log_every=1, rows_only=True)
+    first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
+    assert last < 0.8 * first, [round(e["loss"], 3) for e in log]
+    after = student.state_dict()
+    rows = "backbone.embeddings.weight"
+    assert all(torch.equal(before[name], after[name]) for name in before if name != rows)
+    assert torch.equal(before[rows][tokenizer.eos_token_id], after[rows][tokenizer.eos_token_id])
+    assert not torch.equal(before[rows], after[rows])
+    check_bag_structure(student)  # still the construction: its real forward is the sum it trained
 
 
 @needs_data
