@@ -5,6 +5,10 @@
   against all their definitions. The pairs are held out, not their definitions: a synset's other words and
   examples may be trained on.
 - QMSum spans: MRR of the `val` query -> relevant-span pairs of distill-corpus, each query against every `val` span.
+- Gloss documents: MRR of the example sentence -> document (8 WordNet entries) pairs that distil keeps out of
+  training (`GLOSS_DOCUMENT_DEV`, seed 0), each against all their documents: a short query that shares a term with
+  a ~150-token text, the shape of a SciFact claim and its abstract. The entries may be trained on as word/example
+  -> definition pairs; the documents are not.
 
     python -m mamba_retrieval.eval.distil_dev FOLDER [FOLDER ...]
 
@@ -18,28 +22,37 @@ import json
 
 import numpy as np
 
-from mamba_retrieval.modeling.distil_command import DEFAULT_DATA
-from mamba_retrieval.modeling.distillation import _distinct_passages, wordnet_pairs
+from mamba_retrieval.modeling.distil_command import DEFAULT_DATA, GLOSS_DOCUMENT_DEV
+from mamba_retrieval.modeling.distillation import _distinct_passages, gloss_document_pairs, wordnet_pairs
 
 
 def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000, seed=0):
+    """(WordNet pairs, QMSum val span rows, gloss-document pairs), all kept out of distil's training."""
     wordnet = wordnet_pairs(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, seed)[:dev_pairs]
     with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:
         spans = [row for row in map(json.loads, lines) if row["split"] == "val"]
-    return _distinct_passages(wordnet, len(wordnet)), spans
+    documents = gloss_document_pairs(data_dir / "wordnet30_glosses.jsonl.gz", seed=seed)[:GLOSS_DOCUMENT_DEV]
+    return _distinct_passages(wordnet, len(wordnet)), spans, documents
 
 
-def score(model, wordnet, spans, batch_size=32):
+def score(model, wordnet, spans, documents, batch_size=32):
     def embed(texts):
         return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+    def mrr(queries, passages, gold):
+        similarities = embed(queries) @ embed(passages).T
+        own = similarities[np.arange(len(queries)), gold][:, None]
+        ranks = (similarities >= own).sum(axis=1) - 1  # ties count against the model
+        return round(float(np.mean(1 / (1 + ranks))), 4)
 
     queries, definitions = embed([p.query for p in wordnet]), embed([p.passage for p in wordnet])
     recall = float(((queries @ definitions.T).argmax(axis=1) == np.arange(len(wordnet))).mean())
     passages = sorted({row["relevant_span"] for row in spans})
     gold = np.array([passages.index(row["relevant_span"]) for row in spans])
-    similarities = embed([row["query"] for row in spans]) @ embed(passages).T
-    ranks = (similarities >= similarities[np.arange(len(spans)), gold][:, None]).sum(axis=1) - 1  # ties count against
-    return {"wordnet_dev_r1": round(recall, 4), "qmsum_span_val_mrr": round(float(np.mean(1 / (1 + ranks))), 4)}
+    return {"wordnet_dev_r1": round(recall, 4),
+            "qmsum_span_val_mrr": mrr([row["query"] for row in spans], passages, gold),
+            "gloss_document_dev_mrr": mrr([p.query for p in documents], [p.passage for p in documents],
+                                          np.arange(len(documents)))}
 
 
 def main(argv=None):
@@ -52,11 +65,11 @@ def main(argv=None):
     parser.add_argument("models", nargs="+", help="retriever folders (or a shipped model's name)")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per text (QMSum spans are long)")
     arguments = parser.parse_args(argv)
-    wordnet, spans = dev_sets()
+    sets = dev_sets()
     for name in arguments.models:
         model = SentenceTransformer(resolve_shipped(name), trust_remote_code=True, device="cpu")
         model.max_seq_length = arguments.max_length
-        print(json.dumps({"model": name, **score(model, wordnet, spans)}), flush=True)
+        print(json.dumps({"model": name, **score(model, *sets)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -233,10 +233,15 @@ def test_rows_only_distillation_trains_the_token_rows_and_nothing_else(tmp_path,
 def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(teacher):
     from mamba_retrieval.eval.distil_dev import dev_sets, score
 
-    wordnet, spans = dev_sets(DATA, wordnet_limit=5000, dev_pairs=200)
+    from mamba_retrieval.modeling.distil_command import GLOSS_DOCUMENT_DEV
+
+    wordnet, spans, documents = dev_sets(DATA, wordnet_limit=5000, dev_pairs=200)
     held_out = {(p.query, p.passage) for p in wordnet}
     trained = wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 5000)[200:]  # what distil trains on
     assert held_out and not held_out & {(p.query, p.passage) for p in trained}
     assert spans and {row["split"] for row in spans} == {"val"}
-    scores = score(teacher, wordnet[:60], spans[:30])
+    trained = gloss_document_pairs(DATA / "wordnet30_glosses.jsonl.gz")[GLOSS_DOCUMENT_DEV:]  # as distil reads it
+    assert len(documents) == GLOSS_DOCUMENT_DEV and not {p.passage for p in documents} & {p.passage for p in trained}
+    scores = score(teacher, wordnet[:60], spans[:30], documents[:60])
     assert scores["wordnet_dev_r1"] > 0.5 and scores["qmsum_span_val_mrr"] > 0.3  # the teacher itself
+    assert scores["gloss_document_dev_mrr"] > 0.15  # chance is 0.08 among 60 (the teacher scores 0.25)
