@@ -9,6 +9,7 @@ existing index.
 import hashlib
 import json
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,14 @@ def read_jsonl_corpus(path):
 
 def read_text_folder(folder):
     documents, skipped = [], []
-    for path in sorted(folder.rglob("*")):
+    candidates = [path for path in sorted(folder.rglob("*")) if path.suffix.lower() in TEXT_SUFFIXES
+                  # hidden files and folders (.git, an index kept inside the folder) are not documents
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts) and path.is_file()]
+    ignored = git_ignored(folder, [path.relative_to(folder).as_posix() for path in candidates])
+    for path in candidates:
         relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-            continue  # hidden files and folders (.git, an index kept inside the folder) are not documents
-        if path.suffix.lower() not in TEXT_SUFFIXES:
-            continue
+        if relative.as_posix() in ignored:
+            continue  # build outputs and the like: what git ignores is not the folder's text
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -96,6 +99,21 @@ def read_text_folder(folder):
         detail = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]}, ...)" if skipped else ""
         raise ValueError(f"No text files ({', '.join(sorted(TEXT_SUFFIXES))}) in {folder}{detail}.")
     return SourceReport(documents, skipped)
+
+
+def git_ignored(folder, relative_paths):
+    """The paths (relative to `folder`, posix) that git ignores, when `folder` is in a git work tree and git is
+    installed; otherwise none."""
+    if not relative_paths:
+        return set()
+    try:
+        result = subprocess.run(["git", "-C", str(folder), "check-ignore", "--stdin", "-z"],
+                                input="\0".join(relative_paths).encode("utf-8"), capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    if result.returncode not in (0, 1):  # 1: nothing ignored; 128: not a git work tree
+        return set()
+    return {path for path in result.stdout.decode("utf-8").split("\0") if path}
 
 
 class SearchIndex:

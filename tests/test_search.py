@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -85,6 +87,16 @@ def test_bad_sources_are_reported(tmp_path, capsys):
     reasons = dict(report.skipped)
     assert reasons["image.md"] == "binary content" and reasons["latin1.txt"] == "not UTF-8 text"
     assert reasons["unreadable.txt"].startswith("unreadable")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_files_git_ignores_are_not_indexed(tmp_path):
+    write_files(tmp_path, {"notes.md": "kept", "build/generated.txt": "a build output",
+                           "pkg.egg-info/SOURCES.txt": "a list of files", ".gitignore": "build/\n*.egg-info/\n"})
+    assert sorted(d.id for d in read_source(tmp_path).documents) == ["build/generated.txt", "notes.md",
+                                                                       "pkg.egg-info/SOURCES.txt"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert [d.id for d in read_source(tmp_path).documents] == ["notes.md"]  # in a work tree, .gitignore applies
 
 
 def test_query_before_index_and_model_mismatch(tmp_path, capsys):
