@@ -20,6 +20,13 @@ WITHOUT_TEACHER = ("gloss_documents", "meetings")
 GLOSS_DOCUMENT_DEV = 500  # the first gloss-document pairs (seeded shuffle) never train: eval.distil_dev scores them
 
 
+def data_name(path):
+    """`path` as the record names it: shared/data/... for the project's offline data (the same on every machine),
+    else as given."""
+    path = Path(path).resolve()
+    return str(path.relative_to(SHARED_DATA.parent.parent)) if path.is_relative_to(SHARED_DATA) else str(path)
+
+
 def parse_shares(items):
     shares = dict(DEFAULT_SHARES)
     for item in items or ():
@@ -118,8 +125,9 @@ def run(args):
                  without_teacher=WITHOUT_TEACHER, rows_only=args.rows_only)
     record = {"command": "mamba-retrieval " + shlex.join(args.argv),
               "teacher": "sentence-transformers/all-MiniLM-L6-v2",
-              "data": [str(wordnet_file), f"{qmsum_file} (split=train)",
-                       *([f"{meetings[0]} (meetings of {meetings[1]})"] if "meetings" in shares else [])],
+              "data": [data_name(wordnet_file), f"{data_name(qmsum_file)} (split=train)",
+                       *([f"{data_name(meetings[0])} (meetings of {data_name(meetings[1])})"]
+                         if "meetings" in shares else [])],
               "pairs": {name: len(pairs) for name, pairs in sources.items()}, "source_shares": shares,
               "seed": args.seed, "init_embeddings": args.init_embeddings,
               "temperature": args.temperature, "similarity_weight": args.similarity_weight,

@@ -135,7 +135,7 @@ def test_distil_command_records_the_recipe_and_a_continued_run_keeps_it(tmp_path
     assert main(["distil", "tiny", str(tmp_path / "first"), *common, "--seed", "3"]) == 0
     first = json.loads((tmp_path / "first" / "training.json").read_text())
     assert first["seed"] == 3 and first["steps"] == 2 and first["pairs"] == {"wordnet": 180}
-    assert first["data"][0].endswith("wordnet30_glosses.jsonl.gz") and "started_from" not in first
+    assert first["data"][0] == "shared/data/distill-corpus/wordnet30_glosses.jsonl.gz" and "started_from" not in first
     assert first["command"].startswith(f"mamba-retrieval distil tiny {tmp_path / 'first'} --teacher-cache")
     assert main(["distil", str(tmp_path / "first"), str(tmp_path / "second"), *common]) == 0
     second = json.loads((tmp_path / "second" / "training.json").read_text())
