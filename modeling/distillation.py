@@ -278,7 +278,7 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     cache.ensure([p.query for name in distilled for p in sources[name]] +
                  [p.passage for name in distilled for p in sources[name]])
     rng = random.Random(seed)
-    parameters = _rows_only(model, tokenizer) if rows_only else list(model.parameters())
+    parameters, eos_hook = _rows_only(model, tokenizer) if rows_only else (list(model.parameters()), None)
     # no weight decay on rows-only: it would shrink the EOS row, which is the residual every text's sum is added to
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
                                   weight_decay=0.0 if rows_only else 0.01)
@@ -313,20 +313,21 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
             if dev_pairs and (step % dev_every == 0 or step == steps):
                 log[-1]["dev_recall_at_1"] = round(dev_recall_at_1(model, tokenizer, dev_pairs, prompts, rows_only), 4)
             print(json.dumps(log[-1]), file=sys.stderr, flush=True)
+    if eos_hook:  # the model trains as a whole again if trained further
+        eos_hook.remove()
+        model.requires_grad_(True)
     model.eval()
     return log
 
 
 def _rows_only(model, tokenizer):
-    """Freeze all but the token rows, and the EOS row; returns the trainable parameters."""
+    """Freeze all but the token rows, and the EOS row; returns ([the rows], the hook that keeps the EOS row)."""
     check_bag_structure(model)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model.requires_grad_(False)
     rows = model.get_input_embeddings().weight
     rows.requires_grad_(True)
-    eos = tokenizer.eos_token_id
-    rows.register_hook(lambda grad: grad.index_fill(0, torch.tensor([eos]), 0.0))
-    return [rows]
+    eos = torch.tensor([tokenizer.eos_token_id])
+    return [rows], rows.register_hook(lambda grad: grad.index_fill(0, eos, 0.0))
 
 
 @torch.no_grad()
