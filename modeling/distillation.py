@@ -17,6 +17,7 @@ import math
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,56 +279,68 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     cache.ensure([p.query for name in distilled for p in sources[name]] +
                  [p.passage for name in distilled for p in sources[name]])
     rng = random.Random(seed)
-    parameters, eos_hook = _rows_only(model, tokenizer) if rows_only else (list(model.parameters()), None)
-    # no weight decay on rows-only: it would shrink the EOS row, which is the residual every text's sum is added to
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
-                                  weight_decay=0.0 if rows_only else 0.01)
-    warmup = max(1, steps // 20)  # 5% linear warm-up, then cosine decay to zero
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (s + 1 - warmup) / max(1, steps - warmup))))))
-    model.train()
-    log, started, tokens = [], time.time(), 0
-    for step in range(1, steps + 1):
-        name = rng.choices(names, weights=shares)[0]
-        pairs = sources[name]
-        batch = _distinct_passages(rng.sample(pairs, min(len(pairs), 2 * batch_size)), batch_size)
-        queries, query_tokens = encode_batch(model, tokenizer, [prompts["query"] + p.query for p in batch],
-                                             query_max_length, rows_only)
-        passages, passage_tokens = encode_batch(model, tokenizer, [prompts["document"] + p.passage for p in batch],
-                                                passage_max_length, rows_only)
-        tokens += query_tokens + passage_tokens
-        teacher_queries, teacher_passages = ((None, None) if name in without_teacher else
-                                             (cache.get([p.query for p in batch]), cache.get([p.passage for p in batch])))
-        loss, contrastive, similarity = distillation_loss(queries, passages, teacher_queries, teacher_passages,
-                                                          weight, temperature)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        schedule.step()
-        if step % log_every == 0 or step in (1, steps):
-            seconds = time.time() - started
-            log.append({"step": step, "loss": loss.item(), "contrastive": contrastive.item(),
-                        "similarity": similarity.item(), "seconds": round(seconds, 1),
-                        "tokens_per_second": round(tokens / seconds)})
-            if dev_pairs and (step % dev_every == 0 or step == steps):
-                log[-1]["dev_recall_at_1"] = round(dev_recall_at_1(model, tokenizer, dev_pairs, prompts, rows_only), 4)
-            print(json.dumps(log[-1]), file=sys.stderr, flush=True)
-    if eos_hook:  # the model trains as a whole again if trained further
-        eos_hook.remove()
-        model.requires_grad_(True)
+    with _trainable(model, tokenizer, rows_only) as parameters:
+        # no weight decay on rows-only: it would shrink the EOS row, the residual that every text's sum is added to
+        optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
+                                      weight_decay=0.0 if rows_only else 0.01)
+        warmup = max(1, steps // 20)  # 5% linear warm-up, then cosine decay to zero
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
+            1 + math.cos(math.pi * min(1.0, (s + 1 - warmup) / max(1, steps - warmup))))))
+        model.train()
+        log, started, tokens = [], time.time(), 0
+        for step in range(1, steps + 1):
+            name = rng.choices(names, weights=shares)[0]
+            pairs = sources[name]
+            batch = _distinct_passages(rng.sample(pairs, min(len(pairs), 2 * batch_size)), batch_size)
+            queries, query_tokens = encode_batch(model, tokenizer, [prompts["query"] + p.query for p in batch],
+                                                 query_max_length, rows_only)
+            passages, passage_tokens = encode_batch(
+                model, tokenizer, [prompts["document"] + p.passage for p in batch], passage_max_length, rows_only)
+            tokens += query_tokens + passage_tokens
+            teacher_queries, teacher_passages = (
+                (None, None) if name in without_teacher else
+                (cache.get([p.query for p in batch]), cache.get([p.passage for p in batch])))
+            loss, contrastive, similarity = distillation_loss(queries, passages, teacher_queries, teacher_passages,
+                                                              weight, temperature)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            schedule.step()
+            if step % log_every == 0 or step in (1, steps):
+                seconds = time.time() - started
+                log.append({"step": step, "loss": loss.item(), "contrastive": contrastive.item(),
+                            "similarity": similarity.item(), "seconds": round(seconds, 1),
+                            "tokens_per_second": round(tokens / seconds)})
+                if dev_pairs and (step % dev_every == 0 or step == steps):
+                    recall = dev_recall_at_1(model, tokenizer, dev_pairs, prompts, rows_only)
+                    log[-1]["dev_recall_at_1"] = round(recall, 4)
+                print(json.dumps(log[-1]), file=sys.stderr, flush=True)
     model.eval()
     return log
 
 
-def _rows_only(model, tokenizer):
-    """Freeze all but the token rows, and the EOS row; returns ([the rows], the hook that keeps the EOS row)."""
+@contextmanager
+def _trainable(model, tokenizer, rows_only):
+    """The parameters to train; with `rows_only`, the token rows alone, the EOS row kept by a gradient hook. The
+    hook and every parameter's requires_grad are restored afterwards, whatever happens."""
+    if not rows_only:
+        yield list(model.parameters())
+        return
     check_bag_structure(model)
+    if tokenizer.eos_token_id is None:
+        raise ValueError("Rows-only training needs a tokenizer with an EOS token (the row it keeps fixed).")
+    flags = [parameter.requires_grad for parameter in model.parameters()]
     model.requires_grad_(False)
-    rows = model.get_input_embeddings().weight
-    rows.requires_grad_(True)
+    rows = model.get_input_embeddings().weight.requires_grad_(True)
     eos = torch.tensor([tokenizer.eos_token_id])
-    return [rows], rows.register_hook(lambda grad: grad.index_fill(0, eos, 0.0))
+    hook = rows.register_hook(lambda grad: grad.index_fill(0, eos, 0.0))
+    try:
+        yield [rows]
+    finally:
+        hook.remove()
+        for parameter, flag in zip(model.parameters(), flags):
+            parameter.requires_grad_(flag)
 
 
 @torch.no_grad()

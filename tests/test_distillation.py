@@ -145,7 +145,6 @@ def test_distil_command_records_the_recipe_and_a_continued_run_keeps_it(tmp_path
     assert json.loads((tmp_path / "first" / "training.json").read_text()) == first
 
 
-@needs_data
 def word_level_tokenizer(texts, size=400):
     """A whitespace tokenizer over the `size` commonest words of `texts` ([UNK] 0, <eos> 1, appended to every text
     as the real tokenizer does): the bag start's teacher pass then encodes 400 token texts, not 50k."""
@@ -196,16 +195,23 @@ def test_bag_of_embeddings_start_embeds_a_text_as_its_idf_weighted_token_sum(tmp
 def test_the_scan_free_sum_is_the_forward_of_a_bag_started_student(tmp_path, teacher):
     texts = [p.passage.lower() for p in wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 300)]
     student, tokenizer, _, _ = bag_started_student(texts, TeacherCache(tmp_path / "teacher.npz", teacher))
-    with torch.no_grad():  # trained rows, not just the start's: any rows must give the forward's embeddings
-        student.get_input_embeddings().weight.mul_(1 + torch.rand(student.get_input_embeddings().weight.shape))
-    batch = tokenizer(texts[:6], padding=True, return_tensors="pt")
-    assert not batch["attention_mask"].all()  # padding is exercised
+    block = student.backbone.layers[0]
+    with torch.no_grad():  # whatever the check allows may differ from the start's values: rows, D, biases, norms
+        for tensor in (student.get_input_embeddings().weight, block.mixer.in_proj.weight, block.mixer.D,
+                       block.mixer.conv1d.bias, block.mixer.dt_proj.bias, block.norm.weight,
+                       student.backbone.norm_f.weight):
+            tensor.mul_(1 + torch.rand(tensor.shape)).add_(0.1 * torch.randn(tensor.shape))
+    check_bag_structure(student)
+    for side in ("right", "left"):
+        tokenizer.padding_side = side
+        batch = tokenizer(texts[:6], padding=True, return_tensors="pt")
+        assert not batch["attention_mask"].all()  # padding is exercised
+        with torch.no_grad():
+            forward = student(**batch).sentence_embedding
+            fast = bag_embedding(student, batch["input_ids"], batch["attention_mask"])
+        assert torch.nn.functional.cosine_similarity(forward, fast).min() > 0.9999, side
     with torch.no_grad():
-        forward = student(**batch).sentence_embedding
-        fast = bag_embedding(student, batch["input_ids"], batch["attention_mask"])
-    assert torch.nn.functional.cosine_similarity(forward, fast).min() > 0.9999
-    with torch.no_grad():
-        student.backbone.layers[0].mixer.conv1d.weight[:, 0, 0] = 0.5  # now the conv remembers earlier tokens
+        block.mixer.conv1d.weight[:, 0, 0] = 0.5  # now the conv remembers earlier tokens
     with pytest.raises(ValueError, match="conv reads earlier tokens"):
         check_bag_structure(student)
 
@@ -221,12 +227,15 @@ def test_rows_only_distillation_trains_the_token_rows_and_nothing_else(tmp_path,
                  log_every=1, rows_only=True)
     first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
     assert last < 0.8 * first, [round(e["loss"], 3) for e in log]
-    after = student.state_dict()
+    after = {name: value.clone() for name, value in student.state_dict().items()}
     rows = "backbone.embeddings.weight"
     assert all(torch.equal(before[name], after[name]) for name in before if name != rows)
     assert torch.equal(before[rows][tokenizer.eos_token_id], after[rows][tokenizer.eos_token_id])
     assert not torch.equal(before[rows], after[rows])
-    check_bag_structure(student)  # still the construction: its real forward is the sum it trained
+    # afterwards the whole model trains again, the EOS row included
+    assert all(parameter.requires_grad for parameter in student.parameters())
+    distil(student, tokenizer, {"wordnet": pairs}, cache, steps=2, batch_size=8, learning_rate=1e-2)
+    assert not torch.equal(after[rows][tokenizer.eos_token_id], student.state_dict()[rows][tokenizer.eos_token_id])
 
 
 @needs_data
