@@ -73,14 +73,13 @@ def read_jsonl_corpus(path):
 
 def read_text_folder(folder):
     documents, skipped = [], []
-    candidates = [path for path in sorted(folder.rglob("*")) if path.suffix.lower() in TEXT_SUFFIXES
-                  # hidden files and folders (.git, an index kept inside the folder) are not documents
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts) and path.is_file()]
-    ignored = git_ignored(folder, [path.relative_to(folder).as_posix() for path in candidates])
-    for path in candidates:
+    ignored = git_ignored(folder)
+    for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if relative.as_posix() in ignored:
-            continue  # build outputs and the like: what git ignores is not the folder's text
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue  # hidden files and folders (.git, an index kept inside the folder) are not documents
+        if path.suffix.lower() not in TEXT_SUFFIXES or ignored(relative.as_posix()):
+            continue  # what git ignores (build outputs and the like) is not the folder's text either
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -101,19 +100,20 @@ def read_text_folder(folder):
     return SourceReport(documents, skipped)
 
 
-def git_ignored(folder, relative_paths):
-    """The paths (relative to `folder`, posix) that git ignores, when `folder` is in a git work tree and git is
-    installed; otherwise none."""
-    if not relative_paths:
-        return set()
+def git_ignored(folder):
+    """What git ignores under `folder`, as a predicate on posix paths relative to it, when `folder` is in a git work
+    tree and git is installed (otherwise nothing is ignored). A folder that is itself ignored is indexed whole: the
+    user pointed at it."""
     try:
-        result = subprocess.run(["git", "-C", str(folder), "check-ignore", "--stdin", "-z"],
-                                input="\0".join(relative_paths).encode("utf-8"), capture_output=True, timeout=60)
+        result = subprocess.run(["git", "-C", str(folder), "ls-files", "-z", "--others", "--ignored",
+                                 "--exclude-standard", "--directory", "."], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return set()
-    if result.returncode not in (0, 1):  # 1: nothing ignored; 128: not a git work tree
-        return set()
-    return {path for path in result.stdout.decode("utf-8").split("\0") if path}
+        return lambda path: False
+    entries = {os.fsdecode(entry) for entry in result.stdout.split(b"\0") if entry}
+    if result.returncode != 0 or "./" in entries:  # not a work tree (or git refused), or the folder itself ignored
+        return lambda path: False
+    folders = tuple(entry for entry in entries if entry.endswith("/"))  # --directory: a wholly ignored folder
+    return lambda path: path in entries or path.startswith(folders)
 
 
 class SearchIndex:

@@ -91,12 +91,17 @@ def test_bad_sources_are_reported(tmp_path, capsys):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_files_git_ignores_are_not_indexed(tmp_path):
-    write_files(tmp_path, {"notes.md": "kept", "build/generated.txt": "a build output",
-                           "pkg.egg-info/SOURCES.txt": "a list of files", ".gitignore": "build/\n*.egg-info/\n"})
-    assert sorted(d.id for d in read_source(tmp_path).documents) == ["build/generated.txt", "notes.md",
-                                                                       "pkg.egg-info/SOURCES.txt"]
+    files = {"notes.md": "kept", "build/generated.txt": "a build output", "pkg.egg-info/SOURCES.txt": "a list",
+             "docs/caf\u00e9.md": "kept", "docs/run.log.txt": "ignored by a pattern",
+             ".gitignore": "build/\n*.egg-info/\n*.log.txt\n"}
+    write_files(tmp_path, files)
+    everything = ["build/generated.txt", "docs/caf\u00e9.md", "docs/run.log.txt", "notes.md", "pkg.egg-info/SOURCES.txt"]
+    assert sorted(d.id for d in read_source(tmp_path).documents) == everything  # not a work tree: nothing ignored
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    assert [d.id for d in read_source(tmp_path).documents] == ["notes.md"]  # in a work tree, .gitignore applies
+    assert sorted(d.id for d in read_source(tmp_path).documents) == ["docs/caf\u00e9.md", "notes.md"]
+    assert [d.id for d in read_source(tmp_path / "docs").documents] == ["caf\u00e9.md"]  # a subfolder of the tree
+    # a folder git ignores is indexed whole when asked for by name
+    assert [d.id for d in read_source(tmp_path / "build").documents] == ["generated.txt"]
 
 
 def test_query_before_index_and_model_mismatch(tmp_path, capsys):
