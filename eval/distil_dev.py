@@ -22,11 +22,11 @@ import json
 
 import numpy as np
 
-from mamba_retrieval.modeling.distil_command import DEFAULT_DATA, GLOSS_DOCUMENT_DEV
+from mamba_retrieval.modeling.distil_command import DEFAULT_DATA, GLOSS_DOCUMENT_DEV, SPLIT_SEED
 from mamba_retrieval.modeling.distillation import _distinct_passages, gloss_document_pairs, wordnet_pairs
 
 
-def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000, seed=0):
+def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000, seed=SPLIT_SEED):
     """(WordNet pairs, QMSum val span rows, gloss-document pairs), all kept out of distil's training."""
     wordnet = wordnet_pairs(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, seed)[:dev_pairs]
     with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:

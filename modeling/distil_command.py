@@ -18,13 +18,14 @@ DEFAULT_MEETINGS = SHARED_DATA / "qmsum-longdoc"
 DEFAULT_SHARES = {"wordnet": 0.92, "qmsum": 0.08, "gloss_documents": 0.0, "meetings": 0.0}
 WITHOUT_TEACHER = ("gloss_documents", "meetings")
 GLOSS_DOCUMENT_DEV = 500  # the first gloss-document pairs (seeded shuffle) never train: eval.distil_dev scores them
+SPLIT_SEED = 0  # the shuffles that pick the dev hold-outs, whatever --seed: distil_dev's sets stay out of training
 
 
 def data_name(path):
     """`path` as the record names it: shared/data/... for the project's offline data (the same on every machine),
     else as given."""
-    path = Path(path).resolve()
-    return str(path.relative_to(SHARED_DATA.parent.parent)) if path.is_relative_to(SHARED_DATA) else str(path)
+    path, shared = Path(path).resolve(), SHARED_DATA.resolve()
+    return str(Path("shared", "data", path.relative_to(shared))) if path.is_relative_to(shared) else str(path)
 
 
 def parse_shares(items):
@@ -75,7 +76,8 @@ def register(subparsers):
                              "folder trained so), through an exact scan-free sum of its tokens: far faster steps, "
                              "and the layers keep the construction")
     parser.add_argument("--max-seq-length", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initialisation and the batches (the dev hold-outs are fixed: seed 0)")
     parser.add_argument("--force", action="store_true")
     parser.set_defaults(func=run)
 
@@ -100,10 +102,10 @@ def run(args):
     wordnet_file = args.data_dir / "wordnet30_glosses.jsonl.gz"
     qmsum_file = args.data_dir / "qmsum_query_span_pairs.jsonl.gz"
     meetings = (args.meetings_dir / "corpus.jsonl", args.meetings_dir / "qrels" / "train.tsv")
-    glosses = wordnet_pairs(wordnet_file, args.wordnet_limit, args.seed)
+    glosses = wordnet_pairs(wordnet_file, args.wordnet_limit, SPLIT_SEED)
     dev_pairs, glosses = glosses[:args.dev_pairs], glosses[args.dev_pairs:]  # held out: the dev recall in the log
     readers = {"wordnet": lambda: glosses, "qmsum": lambda: qmsum_span_pairs(qmsum_file),
-               "gloss_documents": lambda: gloss_document_pairs(wordnet_file, seed=args.seed)[GLOSS_DOCUMENT_DEV:],
+               "gloss_documents": lambda: gloss_document_pairs(wordnet_file, seed=SPLIT_SEED)[GLOSS_DOCUMENT_DEV:],
                "meetings": lambda: meeting_window_pairs(*meetings, seed=args.seed)}
     sources = {name: readers[name]() for name in shares}
     teacher = SentenceTransformer(str(get_model_path()), device="cpu")
