@@ -36,6 +36,14 @@ def test_training_record_names_command_data_seed_and_metrics():
         assert (REPO / name).is_file(), name
 
 
+def test_the_shipped_card_says_how_to_load_the_shipped_copy(tmp_path):
+    from mamba_retrieval.hub_cards.render import shipped_usage
+
+    assert f"model_path({DEFAULT_MODEL!r})" in shipped_usage(SHIPPED)
+    assert shipped_usage(SHIPPED) in (SHIPPED / "README.md").read_text()  # the card was rendered with it
+    assert shipped_usage(tmp_path) == ""  # any other folder's card is a Hub card only
+
+
 def test_names_resolve_to_the_shipped_folder_unless_a_local_folder_has_that_name(tmp_path, monkeypatch):
     assert resolve_shipped(DEFAULT_MODEL) == str(SHIPPED)
     assert resolve_shipped("some/hub-model") == "some/hub-model"
