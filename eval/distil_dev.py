@@ -22,16 +22,15 @@ import json
 
 import numpy as np
 
-from mamba_retrieval.modeling.distil_command import DEFAULT_DATA, GLOSS_DOCUMENT_DEV, SPLIT_SEED
-from mamba_retrieval.modeling.distillation import _distinct_passages, gloss_document_pairs, wordnet_pairs
+from mamba_retrieval.modeling.distil_command import DEFAULT_DATA, held_out_splits
+from mamba_retrieval.modeling.distillation import _distinct_passages
 
 
-def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000, seed=SPLIT_SEED):
+def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000):
     """(WordNet pairs, QMSum val span rows, gloss-document pairs), all kept out of distil's training."""
-    wordnet = wordnet_pairs(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, seed)[:dev_pairs]
+    (wordnet, _), (documents, _) = held_out_splits(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, dev_pairs)
     with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:
         spans = [row for row in map(json.loads, lines) if row["split"] == "val"]
-    documents = gloss_document_pairs(data_dir / "wordnet30_glosses.jsonl.gz", seed=seed)[:GLOSS_DOCUMENT_DEV]
     return _distinct_passages(wordnet, len(wordnet)), spans, documents
 
 

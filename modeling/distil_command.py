@@ -21,6 +21,15 @@ GLOSS_DOCUMENT_DEV = 500  # the first gloss-document pairs (seeded shuffle) neve
 SPLIT_SEED = 0  # the shuffles that pick the dev hold-outs, whatever --seed: distil_dev's sets stay out of training
 
 
+def held_out_splits(wordnet_file, wordnet_limit, dev_pairs):
+    """((WordNet dev, WordNet train), (gloss-document dev, gloss-document train)): the one split that distil trains
+    on and eval.distil_dev scores, drawn with SPLIT_SEED."""
+    glosses = wordnet_pairs(wordnet_file, wordnet_limit, SPLIT_SEED)
+    documents = gloss_document_pairs(wordnet_file, seed=SPLIT_SEED)
+    return ((glosses[:dev_pairs], glosses[dev_pairs:]),
+            (documents[:GLOSS_DOCUMENT_DEV], documents[GLOSS_DOCUMENT_DEV:]))
+
+
 def data_name(path):
     """`path` as the record names it: shared/data/... for the project's offline data (the same on every machine),
     else as given."""
@@ -102,10 +111,10 @@ def run(args):
     wordnet_file = args.data_dir / "wordnet30_glosses.jsonl.gz"
     qmsum_file = args.data_dir / "qmsum_query_span_pairs.jsonl.gz"
     meetings = (args.meetings_dir / "corpus.jsonl", args.meetings_dir / "qrels" / "train.tsv")
-    glosses = wordnet_pairs(wordnet_file, args.wordnet_limit, SPLIT_SEED)
-    dev_pairs, glosses = glosses[:args.dev_pairs], glosses[args.dev_pairs:]  # held out: the dev recall in the log
+    # held out: the WordNet dev pairs give the dev recall in the log; both dev sets are distil_dev's
+    (dev_pairs, glosses), (_, gloss_documents) = held_out_splits(wordnet_file, args.wordnet_limit, args.dev_pairs)
     readers = {"wordnet": lambda: glosses, "qmsum": lambda: qmsum_span_pairs(qmsum_file),
-               "gloss_documents": lambda: gloss_document_pairs(wordnet_file, seed=SPLIT_SEED)[GLOSS_DOCUMENT_DEV:],
+               "gloss_documents": lambda: gloss_documents,
                "meetings": lambda: meeting_window_pairs(*meetings, seed=args.seed)}
     sources = {name: readers[name]() for name in shares}
     teacher = SentenceTransformer(str(get_model_path()), device="cpu")
