@@ -84,6 +84,10 @@ def register(subparsers):
                         help="train only the token rows of a bag-started student (--init-embeddings bag, or a "
                              "folder trained so), through an exact scan-free sum of its tokens: far faster steps, "
                              "and the layers keep the construction")
+    parser.add_argument("--row-map", action="store_true",
+                        help="with --rows-only: train one linear map from the teacher's embedding of a token to a "
+                             "change of its row, shared by all tokens, instead of each row alone, so that tokens "
+                             "absent from the training text move by the same rule as the others")
     parser.add_argument("--max-seq-length", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the initialisation and the batches (the dev hold-outs are fixed: seed 0)")
@@ -107,6 +111,8 @@ def run(args):
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0 (0 writes the initialised student); got {args.steps}.")
     shares = parse_shares(args.shares)
+    if args.row_map and not args.rows_only:
+        raise ValueError("--row-map changes how the token rows train: it needs --rows-only.")
     check_output_dir(args.out, args.force)
     wordnet_file = args.data_dir / "wordnet30_glosses.jsonl.gz"
     qmsum_file = args.data_dir / "qmsum_query_span_pairs.jsonl.gz"
@@ -133,7 +139,8 @@ def run(args):
     log = distil(model, tokenizer, sources, cache, steps=args.steps,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,
                  seed=args.seed, source_shares=shares, temperature=args.temperature, dev_pairs=dev_pairs,
-                 without_teacher=WITHOUT_TEACHER, rows_only=args.rows_only)
+                 without_teacher=WITHOUT_TEACHER, rows_only=args.rows_only,
+                 row_map=args.row_map)
     record = {"command": "mamba-retrieval " + shlex.join(args.argv),
               "teacher": "sentence-transformers/all-MiniLM-L6-v2",
               "data": [data_name(wordnet_file), f"{data_name(qmsum_file)} (split=train)",
@@ -142,7 +149,8 @@ def run(args):
               "pairs": {name: len(pairs) for name, pairs in sources.items()}, "source_shares": shares,
               "seed": args.seed, "init_embeddings": args.init_embeddings,
               "temperature": args.temperature, "similarity_weight": args.similarity_weight,
-              "learning_rate": args.learning_rate, "rows_only": args.rows_only, "dev_pairs": len(dev_pairs),
+              "learning_rate": args.learning_rate, "rows_only": args.rows_only, "row_map": args.row_map,
+              "dev_pairs": len(dev_pairs),
               "steps": args.steps, "batch_size": args.batch_size, "wall_seconds": round(time.time() - started),
               "log": log}
     previous = Path(args.start) / "training.json"

@@ -1,9 +1,9 @@
 """Distil a small Mamba retriever from all-MiniLM-L6-v2, offline, on the training text in ../shared/data.
 
-Loss = InfoNCE on (query, passage) pairs (temperature 0.01, in-batch negatives) + `weight` x MSE between the
-student's and the teacher's cosine-similarity matrices over all texts of the batch. Matching similarities rather
-than vectors lets the student keep its own width (the teacher is 384-d). Teacher embeddings are computed once and
-cached in a file keyed by text, so an interrupted run resumes without re-encoding.
+Loss = InfoNCE on (query, passage) pairs (in-batch negatives; temperature 0.01 here, 0.05 from the CLI) + `weight`
+x MSE between the student's and the teacher's cosine-similarity matrices over all texts of the batch. Matching
+similarities rather than vectors lets the student keep its own width (the teacher is 384-d). Teacher embeddings are
+computed once and cached in a file keyed by text, so an interrupted run resumes without re-encoding.
 
 Only training splits are read: WordNet glosses (word -> definition, example -> definition) and the `train` split of
 the QMSum query -> span pairs. SciFact, the MS MARCO mini set and QMSum test queries are evaluation data and never
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from .bag_forward import bag_embedding, check_bag_structure
 from .training import TEMPERATURE
@@ -138,25 +139,51 @@ class TeacherCache:
         return torch.from_numpy(np.stack([self.vectors[self.key(t)] for t in texts]).astype(np.float32))
 
 
+def teacher_token_vectors(tokenizer, cache, size):
+    """(ids, vectors): the teacher's embedding of each token's text, for the ids below `size` that the tokenizer
+    produces and that decode to visible text (vocabulary padding and blank tokens have none)."""
+    texts = {i: tokenizer.decode([i]).strip() for i in range(min(len(tokenizer), size))}
+    texts = {i: text for i, text in texts.items() if text}
+    cache.ensure(list(texts.values()))
+    return torch.tensor(list(texts)), cache.get(list(texts.values()))
+
+
 def init_embeddings_from_teacher(model, tokenizer, cache, width=None):
     """Start the student's token embeddings from the teacher's embedding of each token's text, reduced to the
     student's width by PCA and scaled to the initial spread: every token starts with the teacher's lexical
     semantics, so training spends its steps on composing tokens, not on learning 50k words from scratch.
-    Ids the tokenizer does not produce (vocabulary padding) and tokens with no visible text keep their random
-    rows. `width` (default: all) is how many leading columns get the teacher's PCA. Returns the number of rows set."""
+    Ids with no teacher vector (`teacher_token_vectors`) keep their random rows. `width` (default: all) is how
+    many leading columns get the teacher's PCA. Returns the number of rows set."""
     embeddings = model.get_input_embeddings().weight
-    texts = {i: tokenizer.decode([i]).strip() for i in range(min(len(tokenizer), embeddings.shape[0]))}
-    texts = {i: text for i, text in texts.items() if text}
-    cache.ensure(list(texts.values()))
-    teacher = cache.get(list(texts.values()))
+    ids, teacher = teacher_token_vectors(tokenizer, cache, embeddings.shape[0])
     teacher = teacher - teacher.mean(dim=0)
     _, _, directions = torch.linalg.svd(teacher, full_matrices=False)
     width = width or embeddings.shape[1]
     reduced = teacher @ directions[:width].T
     with torch.no_grad():
         reduced *= embeddings.std() / reduced.std()
-        embeddings[list(texts), :width] = reduced.to(embeddings.dtype)
-    return len(texts)
+        embeddings[ids, :width] = reduced.to(embeddings.dtype)
+    return len(ids)
+
+
+class SharedRowMap(torch.nn.Module):
+    """Token rows = the rows as they were + (the teacher's embedding of the token's text) @ `change`, one map
+    shared by every token (a parametrization of the embedding weight). Training the map instead of each row
+    moves every row, tokens absent from the training text included, by the same rule: free rows drifted
+    (rows-only, lr 3e-2: 82% of a row's norm, and the IDF coordinate of seen tokens from 0.74 to 1.41 while
+    unseen ones stayed at 1.0), so that seen and unseen tokens no longer lived in one space. Starts as the
+    identity (`change` = 0); `skip` ids (the EOS) keep their rows."""
+
+    def __init__(self, ids, teacher, width, skip=()):
+        super().__init__()
+        keep = ~torch.isin(ids, torch.tensor(list(skip), dtype=ids.dtype))
+        self.register_buffer("ids", ids[keep])
+        self.register_buffer("teacher", (teacher - teacher.mean(dim=0))[keep])
+        self.change = torch.nn.Parameter(torch.zeros(teacher.shape[1], width))
+
+    def forward(self, rows):
+        moved = rows[self.ids].float() + self.teacher @ self.change
+        return rows.index_copy(0, self.ids, moved.to(rows.dtype))
 
 
 def token_idf(tokenizer, texts, size):
@@ -259,7 +286,8 @@ def encode_batch(model, tokenizer, texts, max_length, rows_only=False):
 
 def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_rate=1e-3, weight=10.0,
            query_max_length=32, passage_max_length=256, seed=0, log_every=50, prompts=None, source_shares=None,
-           temperature=TEMPERATURE, dev_pairs=(), dev_every=500, without_teacher=(), rows_only=False):
+           temperature=TEMPERATURE, dev_pairs=(), dev_every=500, without_teacher=(), rows_only=False,
+           row_map=False):
     """Train `model` (a MambaForRetrieval) in place; returns the log [{step, loss, contrastive, similarity, ...}].
 
     `sources` maps a name to its pairs. Each batch comes from one source, so that short glosses are never padded
@@ -269,7 +297,8 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     from training), the log records their recall@1 every `dev_every` steps.
 
     `rows_only` trains the token rows alone (the EOS row stays: the gate reads it) of a bag-started student,
-    through bag_forward's exact sum: the model keeps the construction, and its steps cost far less."""
+    through bag_forward's exact sum: the model keeps the construction, and its steps cost far less. `row_map`
+    (with `rows_only`) trains one `SharedRowMap` instead of each row; the rows it gives are written back."""
     prompts = prompts or {"query": "", "document": ""}
     names = [name for name in sources if sources[name]]
     if not names:
@@ -279,7 +308,9 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     cache.ensure([p.query for name in distilled for p in sources[name]] +
                  [p.passage for name in distilled for p in sources[name]])
     rng = random.Random(seed)
-    with _trainable(model, tokenizer, rows_only) as parameters:
+    row_map = SharedRowMap(*teacher_token_vectors(tokenizer, cache, model.get_input_embeddings().weight.shape[0]),
+                           width=model.config.hidden_size, skip=[tokenizer.eos_token_id]) if row_map else None
+    with _trainable(model, tokenizer, rows_only, row_map) as parameters:
         # no weight decay on rows-only: it would shrink the EOS row, the residual that every text's sum is added to
         optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
                                       weight_decay=0.0 if rows_only else 0.01)
@@ -292,10 +323,12 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
             name = rng.choices(names, weights=shares)[0]
             pairs = sources[name]
             batch = _distinct_passages(rng.sample(pairs, min(len(pairs), 2 * batch_size)), batch_size)
-            queries, query_tokens = encode_batch(model, tokenizer, [prompts["query"] + p.query for p in batch],
-                                                 query_max_length, rows_only)
-            passages, passage_tokens = encode_batch(
-                model, tokenizer, [prompts["document"] + p.passage for p in batch], passage_max_length, rows_only)
+            with parametrize.cached():  # a row map's rows once per step, not once per encode
+                queries, query_tokens = encode_batch(model, tokenizer, [prompts["query"] + p.query for p in batch],
+                                                     query_max_length, rows_only)
+                passages, passage_tokens = encode_batch(
+                    model, tokenizer, [prompts["document"] + p.passage for p in batch], passage_max_length,
+                    rows_only)
             tokens += query_tokens + passage_tokens
             teacher_queries, teacher_passages = (
                 (None, None) if name in without_teacher else
@@ -321,9 +354,12 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
 
 
 @contextmanager
-def _trainable(model, tokenizer, rows_only):
-    """The parameters to train; with `rows_only`, the token rows alone, the EOS row kept by a gradient hook. The
-    hook and every parameter's requires_grad are restored afterwards, whatever happens."""
+def _trainable(model, tokenizer, rows_only, row_map=None):
+    """The parameters to train; with `rows_only`, the token rows alone, the EOS row kept by a gradient hook, or
+    with `row_map` that map's parameters, the rows it gives written into the embedding afterwards. The hook and
+    every parameter's requires_grad are restored afterwards, whatever happens."""
+    if row_map is not None and not rows_only:
+        raise ValueError("A shared row map trains the rows of a rows-only student: it needs rows_only.")
     if not rows_only:
         yield list(model.parameters())
         return
@@ -332,7 +368,17 @@ def _trainable(model, tokenizer, rows_only):
         raise ValueError("Rows-only training needs a tokenizer with an EOS token (the row it keeps fixed).")
     flags = [parameter.requires_grad for parameter in model.parameters()]
     model.requires_grad_(False)
-    rows = model.get_input_embeddings().weight.requires_grad_(True)
+    embedding = model.get_input_embeddings()
+    if row_map is not None:
+        parametrize.register_parametrization(embedding, "weight", row_map.to(embedding.weight.device))
+        try:
+            yield list(row_map.parameters())
+        finally:
+            parametrize.remove_parametrizations(embedding, "weight", leave_parametrized=True)
+            for parameter, flag in zip(model.parameters(), flags):
+                parameter.requires_grad_(flag)
+        return
+    rows = embedding.weight.requires_grad_(True)
     eos = torch.tensor([tokenizer.eos_token_id])
     hook = rows.register_hook(lambda grad: grad.index_fill(0, eos, 0.0))
     try:

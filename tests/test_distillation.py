@@ -5,13 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mamba_retrieval.modeling.bag_forward import bag_embedding, check_bag_structure
 from mamba_retrieval.modeling.base_models import random_model
 from mamba_retrieval.modeling.distillation import (Pair, TeacherCache, distil, distillation_loss,
                                                    gloss_document_pairs, init_bag_of_embeddings,
                                                    init_embeddings_from_teacher, meeting_window_pairs,
-                                                   qmsum_span_pairs, token_idf, wordnet_pairs)
+                                                   qmsum_span_pairs, teacher_token_vectors, token_idf,
+                                                   wordnet_pairs)
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "distill-corpus"
@@ -236,6 +238,39 @@ def test_rows_only_distillation_trains_the_token_rows_and_nothing_else(tmp_path,
     assert all(parameter.requires_grad for parameter in student.parameters())
     distil(student, tokenizer, {"wordnet": pairs}, cache, steps=2, batch_size=8, learning_rate=1e-2)
     assert not torch.equal(after[rows][tokenizer.eos_token_id], student.state_dict()[rows][tokenizer.eos_token_id])
+
+
+@needs_data
+def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_rows(tmp_path, teacher):
+    pairs = wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", limit=300)
+    cache = TeacherCache(tmp_path / "teacher.npz", teacher)
+    student, tokenizer, _, _ = bag_started_student([p.passage.lower() for p in pairs], cache)
+    pairs = [Pair(p.query.lower(), p.passage.lower()) for p in pairs[:60]]  # the others' words: unseen
+    before = {name: value.clone() for name, value in student.state_dict().items()}
+    log = distil(student, tokenizer, {"wordnet": pairs}, cache, steps=30, batch_size=16, learning_rate=1e-2,
+                 log_every=1, rows_only=True, row_map=True)
+    first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
+    assert last < 0.9 * first, [round(e["loss"], 3) for e in log]
+    # a plain embedding again (no parametrization left), the layers untouched, the EOS row kept
+    assert set(student.state_dict()) == set(before)
+    rows = "backbone.embeddings.weight"
+    after = student.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before if name != rows)
+    assert torch.equal(before[rows][tokenizer.eos_token_id], after[rows][tokenizer.eos_token_id])
+    check_bag_structure(student)
+    # tokens the training text never has moved too: one map, not one row per token
+    seen = torch.unique(torch.tensor([i for p in pairs for text in (p.query, p.passage)
+                                      for i in tokenizer(text)["input_ids"]]))
+    ids, _ = teacher_token_vectors(tokenizer, cache, before[rows].shape[0])
+    unseen = ids[~torch.isin(ids, seen)]
+    assert len(unseen) > 50 and (after[rows][unseen] - before[rows][unseen]).norm(dim=1).gt(0).float().mean() > 0.99
+    # the real forward still equals the sum the map trained through
+    batch = tokenizer(["a small dog barked", "the theory of heat"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert F.cosine_similarity(student(**batch).sentence_embedding,
+                                   bag_embedding(student, batch["input_ids"], batch["attention_mask"])).min() > 0.9999
+    with pytest.raises(ValueError, match="needs rows_only"):
+        distil(student, tokenizer, {"wordnet": pairs}, cache, steps=1, batch_size=8, row_map=True)
 
 
 @needs_data
