@@ -273,6 +273,22 @@ def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_ro
         distil(student, tokenizer, {"wordnet": pairs}, cache, steps=1, batch_size=8, row_map=True)
 
 
+def test_row_drift_counts_moved_rows_and_their_weight_coordinate(tmp_path):
+    from mamba_retrieval.eval.row_drift import row_drift, token_rows
+
+    start = torch.ones(10, 4)
+    trained = start.clone()
+    trained[:3] *= 1.5  # three rows moved by half their norm, their last coordinate 1 -> 1.5
+    trained[3:] += 1e-5  # below fp16's resolution at 1.0: not a move
+    report = row_drift(start.half().float(), trained.half().float())
+    assert report == {"rows": 10, "moved": 3, "relative_change_of_moved": 0.5,
+                      "last_coordinate_moved": [1.0, 1.5], "last_coordinate_unmoved": [1.0, 1.0]}
+    with pytest.raises(ValueError, match="differ in shape"):
+        row_drift(start, trained[:5])
+    with pytest.raises(ValueError, match="no model.safetensors"):
+        token_rows(tmp_path)
+
+
 @needs_data
 def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(teacher):
     from mamba_retrieval.eval.distil_dev import dev_sets, score
