@@ -54,6 +54,13 @@ def score(model, wordnet, spans, documents, batch_size=32):
                                           np.arange(len(documents)))}
 
 
+def use_max_length(model, max_length):
+    """Give a sentence-transformers `model` `max_length` tokens per text, unless it has learned positions (the
+    teacher: more than its 512 positions fails, and it was trained at its configured 256)."""
+    if getattr(model[0].auto_model.config, "max_position_embeddings", None) is None:
+        model.max_seq_length = max_length
+
+
 def main(argv=None):
     from sentence_transformers import SentenceTransformer
 
@@ -62,13 +69,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m mamba_retrieval.eval.distil_dev",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="retriever folders (or a shipped model's name)")
-    parser.add_argument("--max-length", type=int, default=1024, help="tokens per text (QMSum spans are long)")
+    parser.add_argument("--max-length", type=int, default=1024,
+                        help="tokens per text (QMSum spans are long) for a model without learned positions; one "
+                             "with them (the teacher) keeps its own max_seq_length")
     arguments = parser.parse_args(argv)
     sets = dev_sets()
     for name in arguments.models:
         model = SentenceTransformer(resolve_shipped(name), trust_remote_code=True, device="cpu")
-        model.max_seq_length = arguments.max_length
-        print(json.dumps({"model": name, **score(model, *sets)}), flush=True)
+        use_max_length(model, arguments.max_length)
+        print(json.dumps({"model": name, "max_length": model.max_seq_length, **score(model, *sets)}), flush=True)
 
 
 if __name__ == "__main__":

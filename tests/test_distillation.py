@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import write_tiny_folder
 from mamba_retrieval.modeling.bag_forward import bag_embedding, check_bag_structure
 from mamba_retrieval.modeling.base_models import random_model
 from mamba_retrieval.modeling.distillation import (Pair, TeacherCache, distil, distillation_loss,
@@ -290,8 +291,10 @@ def test_row_drift_counts_moved_rows_and_their_weight_coordinate(tmp_path):
 
 
 @needs_data
-def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(teacher):
-    from mamba_retrieval.eval.distil_dev import dev_sets, score
+def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(tmp_path, teacher):
+    from sentence_transformers import SentenceTransformer
+
+    from mamba_retrieval.eval.distil_dev import dev_sets, score, use_max_length
 
     from mamba_retrieval.modeling.distil_command import GLOSS_DOCUMENT_DEV
 
@@ -302,6 +305,12 @@ def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(teacher):
     assert spans and {row["split"] for row in spans} == {"val"}
     trained = gloss_document_pairs(DATA / "wordnet30_glosses.jsonl.gz")[GLOSS_DOCUMENT_DEV:]  # as distil reads it
     assert len(documents) == GLOSS_DOCUMENT_DEV and not {p.passage for p in documents} & {p.passage for p in trained}
+    use_max_length(teacher, 1024)  # the teacher keeps its own 256 (1024 is past its 512 positions)
+    assert teacher.max_seq_length == 256
+    write_tiny_folder(tmp_path / "student", "mamba")  # a Mamba student has no positions: it gets the 1024
+    student = SentenceTransformer(str(tmp_path / "student"), trust_remote_code=True, device="cpu")
+    use_max_length(student, 1024)
+    assert student.max_seq_length == 1024
     scores = score(teacher, wordnet[:60], spans[:30], documents[:60])
     assert scores["wordnet_dev_r1"] > 0.5 and scores["qmsum_span_val_mrr"] > 0.3  # the teacher itself
     assert scores["gloss_document_dev_mrr"] > 0.15  # chance is 0.08 among 60 (the teacher scores 0.25)
