@@ -9,6 +9,10 @@
   training (`GLOSS_DOCUMENT_DEV`, seed 0), each against all their documents: a short query that shares a term with
   a ~150-token text, the shape of a SciFact claim and its abstract. The entries may be trained on as word/example
   -> definition pairs; the documents are not.
+- Python docstrings (out of domain: no training text is like them): MRR of each summary line -> the rest of its
+  docstring, for the public functions, classes and methods of the standard library with a prose summary of 4+
+  words and a body of 20+ words, each against all bodies. They come from the running Python (its version is in
+  the output), so they are the same on every machine with that version.
 
     python -m mamba_retrieval.eval.distil_dev FOLDER [FOLDER ...]
 
@@ -19,22 +23,63 @@ prints one JSON line per model. QMSum-longdoc `dev` (whole meetings) is `mamba-r
 import argparse
 import gzip
 import json
+import platform
+import sys
+import warnings
 
 import numpy as np
 
 from mamba_retrieval.modeling.distil_command import DEFAULT_DATA, held_out_splits
-from mamba_retrieval.modeling.distillation import _distinct_passages
+from mamba_retrieval.modeling.distillation import Pair, _distinct_passages
+
+
+NOT_IMPORTED = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip",
+                "venv", "pydoc_data"}  # side effects on import (a browser, printing), GUI or test code
+
+
+def docstring_pairs():
+    """(summary line, rest of the docstring) pairs of the standard library's public API, in a fixed order."""
+    with warnings.catch_warnings():  # deprecated modules (cgi, typing.io...) warn on import and on reading
+        warnings.simplefilter("ignore")
+        return [Pair(summary, body) for summary, body in _stdlib_docstrings().items()]
+
+
+def _stdlib_docstrings():
+    import importlib
+    import inspect
+
+    pairs = {}
+    for name in sorted(sys.stdlib_module_names - NOT_IMPORTED):
+        if name.startswith("_"):
+            continue
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # a platform's own module (winreg, msvcrt) or one that needs a missing library
+            continue
+        for attribute, value in sorted(vars(module).items()):
+            if attribute.startswith("_") or getattr(value, "__module__", None) != name:
+                continue
+            members = [value] + ([member for key, member in sorted(vars(value).items())
+                                  if not key.startswith("_") and callable(member)] if inspect.isclass(value) else [])
+            for member in members:
+                summary, _, body = (inspect.getdoc(member) or "").partition("\n\n")
+                summary, body = " ".join(summary.split()), " ".join(body.split())
+                if len(summary.split()) >= 4 and "(" not in summary and len(body.split()) >= 20:
+                    pairs.setdefault(summary, body)  # the first of a shared summary (inherited docstrings)
+    return pairs
 
 
 def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000):
-    """(WordNet pairs, QMSum val span rows, gloss-document pairs), all kept out of distil's training."""
+    """(WordNet pairs, QMSum val span rows, gloss-document pairs, docstring pairs), the first three kept out of
+    distil's training, the last unlike anything it trains on."""
     (wordnet, _), (documents, _) = held_out_splits(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, dev_pairs)
     with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:
         spans = [row for row in map(json.loads, lines) if row["split"] == "val"]
-    return _distinct_passages(wordnet, len(wordnet)), spans, documents
+    return (_distinct_passages(wordnet, len(wordnet)), spans, documents,
+            _distinct_passages(docstring_pairs(), sys.maxsize))
 
 
-def score(model, wordnet, spans, documents, batch_size=32):
+def score(model, wordnet, spans, documents, docstrings, batch_size=32):
     def embed(texts):
         return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
 
@@ -51,7 +96,9 @@ def score(model, wordnet, spans, documents, batch_size=32):
     return {"wordnet_dev_r1": round(recall, 4),
             "qmsum_span_val_mrr": mrr([row["query"] for row in spans], passages, gold),
             "gloss_document_dev_mrr": mrr([p.query for p in documents], [p.passage for p in documents],
-                                          np.arange(len(documents)))}
+                                          np.arange(len(documents))),
+            "docstring_dev_mrr": mrr([p.query for p in docstrings], [p.passage for p in docstrings],
+                                     np.arange(len(docstrings)))}
 
 
 def use_max_length(model, max_length):
@@ -77,7 +124,8 @@ def main(argv=None):
     for name in arguments.models:
         model = SentenceTransformer(resolve_shipped(name), trust_remote_code=True, device="cpu")
         use_max_length(model, arguments.max_length)
-        print(json.dumps({"model": name, "max_length": model.max_seq_length, **score(model, *sets)}), flush=True)
+        print(json.dumps({"model": name, "max_length": model.max_seq_length, **score(model, *sets),
+                          "python": platform.python_version()}), flush=True)
 
 
 if __name__ == "__main__":

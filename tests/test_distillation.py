@@ -298,7 +298,7 @@ def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(tmp_path, teac
 
     from mamba_retrieval.modeling.distil_command import GLOSS_DOCUMENT_DEV
 
-    wordnet, spans, documents = dev_sets(DATA, wordnet_limit=5000, dev_pairs=200)
+    wordnet, spans, documents, docstrings = dev_sets(DATA, wordnet_limit=5000, dev_pairs=200)
     held_out = {(p.query, p.passage) for p in wordnet}
     trained = wordnet_pairs(DATA / "wordnet30_glosses.jsonl.gz", 5000)[200:]  # what distil trains on
     assert held_out and not held_out & {(p.query, p.passage) for p in trained}
@@ -311,6 +311,8 @@ def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(tmp_path, teac
     student = SentenceTransformer(str(tmp_path / "student"), trust_remote_code=True, device="cpu")
     use_max_length(student, 1024)
     assert student.max_seq_length == 1024
-    scores = score(teacher, wordnet[:60], spans[:30], documents[:60])
+    assert len(docstrings) > 300 and len({p.passage for p in docstrings}) == len(docstrings)
+    scores = score(teacher, wordnet[:60], spans[:30], documents[:60], docstrings[:60])
     assert scores["wordnet_dev_r1"] > 0.5 and scores["qmsum_span_val_mrr"] > 0.3  # the teacher itself
     assert scores["gloss_document_dev_mrr"] > 0.15  # chance is 0.08 among 60 (the teacher scores 0.25)
+    assert scores["docstring_dev_mrr"] > 0.5  # chance is 0.08 among 60
