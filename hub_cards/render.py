@@ -97,23 +97,38 @@ def eval_section(model_folder, baselines):
 
 
 def training_section(folder):
-    """What `training.json` records (command, teacher, data, seed, steps, wall time, speed), or nothing."""
+    """What `training.json` records (command, teacher, data, seed, steps, wall time, speed), or nothing; a model
+    trained further from another folder lists every stage, the first first."""
     record = _read_json(Path(folder) / "training.json")
     if "command" not in record:
         return ""
+    stages = [record]
+    while isinstance(stages[0].get("started_from"), dict) and "command" in stages[0]["started_from"]["training"]:
+        stages.insert(0, stages[0]["started_from"]["training"])
+    lines = []
+    for number, stage in enumerate(stages, 1):
+        if len(stages) > 1:
+            lines.append(f"- stage {number}:")
+        lines += [("  " if len(stages) > 1 else "") + line for line in _stage_lines(stage)]
+    if len(stages) > 1 and "total_wall_seconds" in record:
+        lines.append(f"- total wall time: `{record['total_wall_seconds']}` s")
+    return "## Training\n\n" + "\n".join(lines) + "\n\n"
+
+
+def _stage_lines(record):
     lines = [f"- command: `{record['command']}`"]
     if record.get("teacher"):
         lines.append(f"- teacher: `{record['teacher']}`")
     lines += [f"- data: `{item}`" for item in record.get("data", [])]
     settings = {key: record[key] for key in ("seed", "steps", "batch_size", "learning_rate", "temperature",
-                                             "rows_only") if key in record}
+                                             "rows_only", "row_map") if key in record}
     if settings:
         lines.append("- settings: " + ", ".join(f"{key} `{value}`" for key, value in settings.items()))
     last = (record.get("log") or [{}])[-1]
     if "wall_seconds" in record:
         speed = f", {last['tokens_per_second']:,} tokens/s" if "tokens_per_second" in last else ""
         lines.append(f"- wall time: `{record['wall_seconds']}` s{speed} (see `training.json` for the log)")
-    return "## Training\n\n" + "\n".join(lines) + "\n\n"
+    return lines
 
 
 def shipped_usage(folder):

@@ -171,6 +171,14 @@ def test_training_record_gets_its_metrics_from_the_result_files_and_the_card_sho
     card = (model / "README.md").read_text()
     assert "## Training" in card and "`mamba-retrieval distil mini out --seed 3`" in card
     assert "seed `3`" in card and "1,234 tokens/s" in card
+    # trained further from another folder: both stages, the first first, and the total wall time
+    further = {**record, "command": "mamba-retrieval distil out again --row-map", "wall_seconds": 8,
+               "started_from": {"folder": "out", "training": record}, "total_wall_seconds": 50}
+    (model / "training.json").write_text(json.dumps(further))
+    write_card(model, workspace["output"], eval_name="local/model", baselines=False, force=True)
+    card = (model / "README.md").read_text()
+    assert card.index("- stage 1:") < card.index("distil mini out --seed 3") < card.index("- stage 2:") < card.index(
+        "distil out again --row-map") < card.index("- total wall time: `50` s")
     other = shutil.copytree(workspace["model"], tmp_path / "other")  # other weights: no results of its own
     (other / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
     (other / "training.json").write_text(json.dumps(record))
