@@ -111,18 +111,21 @@ def use_max_length(model, max_length):
 def main(argv=None):
     from sentence_transformers import SentenceTransformer
 
+    from mamba_retrieval.eval.model_specs import MINILM_NAMES, minilm_path
     from mamba_retrieval.modeling.pretrained import resolve_shipped
 
     parser = argparse.ArgumentParser(prog="python -m mamba_retrieval.eval.distil_dev",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="+", help="retriever folders (or a shipped model's name)")
+    parser.add_argument("models", nargs="+",
+                        help="retriever folders, a shipped model's name, or all-MiniLM-L6-v2 (the teacher)")
     parser.add_argument("--max-length", type=int, default=1024,
                         help="tokens per text (QMSum spans are long) for a model without learned positions; one "
                              "with them (the teacher) keeps its own max_seq_length")
     arguments = parser.parse_args(argv)
     sets = dev_sets()
     for name in arguments.models:
-        model = SentenceTransformer(resolve_shipped(name), trust_remote_code=True, device="cpu")
+        path = minilm_path() if name in MINILM_NAMES else resolve_shipped(name)
+        model = SentenceTransformer(str(path), trust_remote_code=True, device="cpu")
         use_max_length(model, arguments.max_length)
         print(json.dumps({"model": name, "max_length": model.max_seq_length, **score(model, *sets),
                           "python": platform.python_version()}), flush=True)

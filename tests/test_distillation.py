@@ -1,6 +1,7 @@
 """Distillation from all-MiniLM-L6-v2: real teacher, real training text, a tiny student, a few steps."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,24 @@ def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(tmp_path, teac
     assert scores["wordnet_dev_r1"] > 0.5 and scores["qmsum_span_val_mrr"] > 0.3  # the teacher itself
     assert scores["gloss_document_dev_mrr"] > 0.15  # chance is 0.08 among 60 (the teacher scores 0.25)
     assert scores["docstring_dev_mrr"] > 0.5  # chance is 0.08 among 60
+
+
+def test_dev_table_reads_the_candidates_files_and_marks_the_best_student(tmp_path):
+    from mamba_retrieval.eval.dev_table import dev_rows, markdown
+
+    folder = shutil.copytree(Path(__file__).resolve().parents[1] / "eval" / "results" / "distil-candidates-dev",
+                             tmp_path / "dev")
+    rows = {row["model"]: row for row in dev_rows(folder)}
+    # the first stop's rule, as its table gave it, recomputed from the committed files
+    assert rows["rowsD"]["mean_of_4"] == 0.3002 and rows["bag0"]["qmsum_longdoc_dev_ndcg10"] == 0.12827
+    table = markdown(list(rows.values()))
+    best = max((row for name, row in rows.items() if name != "all-MiniLM-L6-v2"), key=lambda row: row["mean_of_5"])
+    assert f"| {best['model']} |" in table and f"**{best['mean_of_5']:.4f}**" in table
+    assert table.count("**") == 2  # one bold cell; the teacher is a reference, never marked
+    lines = (folder / "distil_dev.jsonl").read_text().splitlines()
+    (folder / "distil_dev.jsonl").write_text("\n".join(lines + ['{"model": "rowsD", "wordnet_dev_r1": 0.4}']))
+    with pytest.raises(ValueError, match="lacks qmsum_span_val_mrr"):
+        dev_rows(folder)  # a model's last line counts
+    (folder / "distil_dev.jsonl").write_text("\n".join(lines + [lines[-1].replace('"mapB"', '"unevaluated"')]))
+    with pytest.raises(ValueError, match="Expected one QMSum-longdoc dev result for unevaluated"):
+        dev_rows(folder)
