@@ -335,6 +335,7 @@ def test_dev_table_reads_the_candidates_files_and_marks_the_best_student(tmp_pat
     (folder / "distil_dev.jsonl").write_text("\n".join(lines + ['{"model": "rowsD", "wordnet_dev_r1": 0.4}']))
     with pytest.raises(ValueError, match="lacks qmsum_span_val_mrr"):
         dev_rows(folder)  # a model's last line counts
-    (folder / "distil_dev.jsonl").write_text("\n".join(lines + [lines[-1].replace('"mapB"', '"unevaluated"')]))
+    unevaluated = json.dumps({**json.loads(lines[-1]), "model": "unevaluated"})  # no QMSum dev result files
+    (folder / "distil_dev.jsonl").write_text("\n".join(lines + [unevaluated]))
     with pytest.raises(ValueError, match="Expected one QMSum-longdoc dev result for unevaluated"):
         dev_rows(folder)
