@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from mamba_retrieval.eval.model_specs import MINILM_NAMES
+from mamba_retrieval.eval.result_files import sourced_scores
 
 TRAINING_SIDE = ("wordnet_dev_r1", "qmsum_span_val_mrr", "gloss_document_dev_mrr", "qmsum_longdoc_dev_ndcg10")
 COLUMNS = TRAINING_SIDE + ("docstring_dev_mrr",)
@@ -21,16 +22,19 @@ FROM_DISTIL_DEV = tuple(key for key in COLUMNS if key != "qmsum_longdoc_dev_ndcg
 
 
 def qmsum_dev_ndcg(results, model, max_length):
-    """The model's QMSum-longdoc dev nDCG@10: its run at `max_length` tokens, or its only run when the eval set no
-    length (the teacher, at its own 256)."""
-    name = Path(model).name
-    files = sorted(results.glob(f"*__{name}/*/experiments/max_length_{max_length}/qmsum-longdoc.json")) or sorted(
-        results.glob(f"*__{name}/*/qmsum-longdoc.json"))
+    """The model's QMSum-longdoc dev nDCG@10: its run at `max_length` tokens; the teacher's run at its own 256
+    (evaluated without --max-length: 512 positions at most)."""
+    name, teacher = Path(model).name, model in MINILM_NAMES
+    pattern = f"*__{name}/*/qmsum-longdoc.json" if teacher else (
+        f"*__{name}/*/experiments/max_length_{max_length}/qmsum-longdoc.json")
+    files = sorted(results.glob(pattern))
     if len(files) != 1:
+        length = "" if teacher else f" --max-length {max_length}"
         raise ValueError(f"Expected one QMSum-longdoc dev result for {model} under {results}, found {len(files)}: run "
-                         f"`mamba-retrieval eval {model} --beir-dir ../shared/data/qmsum-longdoc --split dev "
-                         f"--max-length {max_length} --output {results.parent}` (once per weights).")
-    return json.loads(files[0].read_text())["scores"]["dev"][0]["ndcg_at_10"]
+                         f"`mamba-retrieval eval {model} --beir-dir ../shared/data/qmsum-longdoc --split dev{length} "
+                         f"--output {results.parent}` (once per weights).")
+    [score] = [score for score in sourced_scores(files[0], ["ndcg_at_10"]) if score.split == "dev"]
+    return score.value
 
 
 def dev_rows(folder, max_length=65536):

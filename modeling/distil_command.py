@@ -147,7 +147,7 @@ def run(args):
                        *([f"{data_name(meetings[0])} (meetings of {data_name(meetings[1])})"]
                          if "meetings" in shares else [])],
               "pairs": {name: len(pairs) for name, pairs in sources.items()}, "source_shares": shares,
-              "seed": args.seed, "init_embeddings": args.init_embeddings,
+              "seed": args.seed, "init_embeddings": args.init_embeddings if args.start in NAMED_SIZES else None,
               "temperature": args.temperature, "similarity_weight": args.similarity_weight,
               "learning_rate": args.learning_rate, "rows_only": args.rows_only, "row_map": args.row_map,
               "dev_pairs": len(dev_pairs),

@@ -170,9 +170,10 @@ class SharedRowMap(torch.nn.Module):
     """Token rows = the rows as they were + (the teacher's embedding of the token's text) @ `change`, one map
     shared by every token (a parametrization of the embedding weight). Training the map instead of each row
     moves every row, tokens absent from the training text included, by the same rule: free rows drifted
-    (the shipped rows-only run, by eval.row_drift: 83% of a row's norm, and the IDF coordinate of the 36k seen
-    tokens from 0.74 to 1.42 on average while unseen ones stayed at 1.0), so that seen and unseen tokens no longer
-    lived in one space. Starts as the identity (`change` = 0); `skip` ids (the EOS) keep their rows."""
+    (free rows at lr 3e-2, by eval.row_drift: 83% of a row's norm, and the IDF coordinate of the 36k seen tokens
+    from 0.74 to 1.42 on average while unseen ones stayed at 1.0), so that seen and unseen tokens no longer lived
+    in one space. Starts as the identity (`change` = 0). Only the ids with a teacher vector move (not blank tokens
+    or vocabulary padding); `skip` ids (the EOS) keep their rows."""
 
     def __init__(self, ids, teacher, width, skip=()):
         super().__init__()
@@ -308,6 +309,7 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     cache.ensure([p.query for name in distilled for p in sources[name]] +
                  [p.passage for name in distilled for p in sources[name]])
     rng = random.Random(seed)
+    _check_rows_only(model, tokenizer, rows_only, row_map)  # before the row map's teacher pass over 50k tokens
     row_map = SharedRowMap(*teacher_token_vectors(tokenizer, cache, model.get_input_embeddings().weight.shape[0]),
                            width=model.config.hidden_size, skip=[tokenizer.eos_token_id]) if row_map else None
     with _trainable(model, tokenizer, rows_only, row_map) as parameters:
@@ -353,28 +355,34 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
     return log
 
 
+def _check_rows_only(model, tokenizer, rows_only, row_map):
+    if row_map and not rows_only:
+        raise ValueError("A shared row map trains the rows of a rows-only student: it needs rows_only.")
+    if rows_only:
+        check_bag_structure(model)
+        if tokenizer.eos_token_id is None:
+            raise ValueError("Rows-only training needs a tokenizer with an EOS token (the row it keeps fixed).")
+
+
 @contextmanager
 def _trainable(model, tokenizer, rows_only, row_map=None):
-    """The parameters to train; with `rows_only`, the token rows alone, the EOS row kept by a gradient hook, or
-    with `row_map` that map's parameters, the rows it gives written into the embedding afterwards. The hook and
-    every parameter's requires_grad are restored afterwards, whatever happens."""
-    if row_map is not None and not rows_only:
-        raise ValueError("A shared row map trains the rows of a rows-only student: it needs rows_only.")
+    """The parameters to train (checked by `_check_rows_only`); with `rows_only`, the token rows alone, the EOS
+    row kept by a gradient hook, or with `row_map` that map's parameters, the rows it gives written into the
+    embedding afterwards. The hook and every parameter's requires_grad are restored afterwards, whatever happens."""
     if not rows_only:
         yield list(model.parameters())
         return
-    check_bag_structure(model)
-    if tokenizer.eos_token_id is None:
-        raise ValueError("Rows-only training needs a tokenizer with an EOS token (the row it keeps fixed).")
     flags = [parameter.requires_grad for parameter in model.parameters()]
     model.requires_grad_(False)
     embedding = model.get_input_embeddings()
     if row_map is not None:
-        parametrize.register_parametrization(embedding, "weight", row_map.to(embedding.weight.device))
         try:
-            yield list(row_map.parameters())
+            parametrize.register_parametrization(embedding, "weight", row_map.to(embedding.weight.device))
+            try:
+                yield list(row_map.parameters())
+            finally:
+                parametrize.remove_parametrizations(embedding, "weight", leave_parametrized=True)
         finally:
-            parametrize.remove_parametrizations(embedding, "weight", leave_parametrized=True)
             for parameter, flag in zip(model.parameters(), flags):
                 parameter.requires_grad_(flag)
         return

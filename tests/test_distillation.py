@@ -259,6 +259,7 @@ def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_ro
     after = student.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before if name != rows)
     assert torch.equal(before[rows][tokenizer.eos_token_id], after[rows][tokenizer.eos_token_id])
+    assert all(parameter.requires_grad for parameter in student.parameters())  # restored
     check_bag_structure(student)
     # tokens the training text never has moved too: one map, not one row per token
     seen = torch.unique(torch.tensor([i for p in pairs for text in (p.query, p.passage)
@@ -276,18 +277,26 @@ def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_ro
 
 
 def test_row_drift_counts_moved_rows_and_their_weight_coordinate(tmp_path):
-    from mamba_retrieval.eval.row_drift import row_drift, token_rows
+    from safetensors.torch import save_file
+
+    from mamba_retrieval.eval.row_drift import ROWS, row_drift, token_rows
 
     start = torch.ones(10, 4)
     trained = start.clone()
     trained[:3] *= 1.5  # three rows moved by half their norm, their last coordinate 1 -> 1.5
-    trained[3:] += 1e-5  # below fp16's resolution at 1.0: not a move
-    report = row_drift(start.half().float(), trained.half().float())
+    trained[3:] += 1e-5  # below fp16's resolution at 1.0: what an fp16 copy of unmoved rows differs by
+    for name, rows in (("start", start), ("trained", trained)):
+        (tmp_path / name).mkdir()
+        save_file({ROWS: rows}, str(tmp_path / name / "model.safetensors"))
+    report = row_drift(token_rows(tmp_path / "start"), token_rows(tmp_path / "trained"))
     assert report == {"rows": 10, "moved": 3, "relative_change_of_moved": 0.5,
                       "last_coordinate_moved": [1.0, 1.5], "last_coordinate_unmoved": [1.0, 1.0]}
     with pytest.raises(ValueError, match="differ in shape"):
         row_drift(start, trained[:5])
     with pytest.raises(ValueError, match="no model.safetensors"):
+        token_rows(tmp_path)
+    save_file({"other": start}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="not a MambaForRetrieval folder"):
         token_rows(tmp_path)
 
 
