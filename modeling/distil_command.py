@@ -139,8 +139,7 @@ def run(args):
     log = distil(model, tokenizer, sources, cache, steps=args.steps,
                  batch_size=args.batch_size, learning_rate=args.learning_rate, weight=args.similarity_weight,
                  seed=args.seed, source_shares=shares, temperature=args.temperature, dev_pairs=dev_pairs,
-                 without_teacher=WITHOUT_TEACHER, rows_only=args.rows_only,
-                 row_map=args.row_map)
+                 without_teacher=WITHOUT_TEACHER, rows_only=args.rows_only, row_map=args.row_map)
     record = {"command": "mamba-retrieval " + shlex.join(args.argv),
               "teacher": "sentence-transformers/all-MiniLM-L6-v2",
               "data": [data_name(wordnet_file), f"{data_name(qmsum_file)} (split=train)",
@@ -150,9 +149,8 @@ def run(args):
               "seed": args.seed, "init_embeddings": args.init_embeddings if args.start in NAMED_SIZES else None,
               "temperature": args.temperature, "similarity_weight": args.similarity_weight,
               "learning_rate": args.learning_rate, "rows_only": args.rows_only, "row_map": args.row_map,
-              "dev_pairs": len(dev_pairs),
-              "steps": args.steps, "batch_size": args.batch_size, "wall_seconds": round(time.time() - started),
-              "log": log}
+              "dev_pairs": len(dev_pairs), "steps": args.steps, "batch_size": args.batch_size,
+              "wall_seconds": round(time.time() - started), "log": log}
     previous = Path(args.start) / "training.json"
     if previous.is_file():  # trained further: keep the whole recipe, and the wall time of all runs together
         earlier = json.loads(previous.read_text())

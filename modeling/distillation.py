@@ -375,24 +375,22 @@ def _trainable(model, tokenizer, rows_only, row_map=None):
     flags = [parameter.requires_grad for parameter in model.parameters()]
     model.requires_grad_(False)
     embedding = model.get_input_embeddings()
-    if row_map is not None:
-        try:
+    try:
+        if row_map is not None:
             parametrize.register_parametrization(embedding, "weight", row_map.to(embedding.weight.device))
             try:
                 yield list(row_map.parameters())
             finally:
                 parametrize.remove_parametrizations(embedding, "weight", leave_parametrized=True)
-        finally:
-            for parameter, flag in zip(model.parameters(), flags):
-                parameter.requires_grad_(flag)
-        return
-    rows = embedding.weight.requires_grad_(True)
-    eos = torch.tensor([tokenizer.eos_token_id])
-    hook = rows.register_hook(lambda grad: grad.index_fill(0, eos, 0.0))
-    try:
-        yield [rows]
+        else:
+            rows = embedding.weight.requires_grad_(True)
+            eos = torch.tensor([tokenizer.eos_token_id])
+            hook = rows.register_hook(lambda grad: grad.index_fill(0, eos, 0.0))
+            try:
+                yield [rows]
+            finally:
+                hook.remove()
     finally:
-        hook.remove()
         for parameter, flag in zip(model.parameters(), flags):
             parameter.requires_grad_(flag)
 
