@@ -1,6 +1,5 @@
 """Read the weights of a checkpoint folder: safetensors or PyTorch pickles, single file or sharded."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +10,15 @@ from tqdm.auto import tqdm
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-LARGE = 1 << 28  # bytes from which reading and hashing show a progress bar
+LARGE = 1 << 28  # bytes from which reading shows a progress bar
+
+
+class CheckpointKeyError(ValueError, KeyError):
+    """A checkpoint's keys do not match the model it should fill: a fault of the user's file (shown as a one-line
+    error by the CLI), not of the code."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
 
 
 def weight_files(folder):
@@ -64,16 +71,3 @@ def read_state_dict(folder):
 def weight_keys(folder):
     """The keys of a folder's weights, read without loading the tensors (for format detection)."""
     return [key for path in weight_files(folder) for key in read_weight_file(path, keys_only=True)]
-
-
-def sha256(path, chunk=1 << 24):
-    """Hex SHA-256 of a file, with a progress bar for large ones."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"hashing {path.name}",
-                                     disable=size < LARGE) as bar:
-        while block := f.read(chunk):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()

@@ -1,19 +1,18 @@
-"""Source formats: how each kind of checkpoint folder is recognised and read into retriever weights.
+"""Retriever source formats: how each kind of checkpoint folder is recognised and read into retriever weights.
 
-`FORMATS` is the one table: name -> (detect, read, description). Detection tries the entries in order; `--format`
-picks one directly. A reader returns a `Source`: the retriever config, the retriever state dict of each encoder
-(already renamed by the format's explicit key map, not yet checked for completeness) and the files it read.
+A reader returns a `Source`: the retriever config, the retriever state dict of each encoder (already renamed by the
+format's explicit key map, not yet checked for completeness) and the files it read. The table of formats, SPScanner
+included, is `convert.FORMATS`.
 """
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from mamba_retrieval.conversion.checkpoint_files import read_state_dict, weight_files, weight_keys
 from mamba_retrieval.conversion.mamba_ssm_format import (config_from_mamba_ssm, is_mamba_ssm_config,
                                                          map_mamba_ssm_keys)
-from mamba_retrieval.conversion.spscanner import detect_spscanner
 from mamba_retrieval.conversion.tevatron_format import (SHARED, UNTIED_FOLDERS, has_tevatron_keys, split_encoders,
                                                         strip_wrapper_prefixes)
 from mamba_retrieval.conversion.transformers_lm import config_from_transformers, map_transformers_keys
@@ -28,13 +27,6 @@ class Source:
     files: list  # every file read (config and weights), for the report's hashes
     tokenizer_file: Optional[Path] = None  # the source's tokenizer.json, if it has one (else the vendored one)
     notes: list = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Format:
-    detect: Callable[[Path], bool]
-    read: Callable[[Path], Source]
-    description: str
 
 
 def read_config(folder):
@@ -131,47 +123,3 @@ def read_transformers(folder):
 
 def detect_transformers(folder):
     return _config_or_empty(folder).get("model_type") in ("mamba", "mamba2")
-
-
-def read_spscanner(folder):
-    raise ValueError(f"{folder} is an SPScanner checkpoint: it converts into a scanner folder (sentence logits), not "
-                     "a retriever; `mamba-retrieval convert` does that, or convert_spscanner() in Python.")
-
-
-# Tried in this order: SPScanner and tevatron before mamba_ssm, because their folders also have a mamba_ssm
-# config.json.
-FORMATS = {
-    "spscanner": Format(detect_spscanner, read_spscanner,
-                        "SPScanner: a mamba_ssm Mamba-2 checkpoint with binary_head.weight / binary_head.bias"),
-    "tevatron": Format(detect_tevatron, read_tevatron,
-                       "tevatron v1 output: query_model/ + passage_model/, or lm_q./lm_p./module./_orig_mod. keys"),
-    "mamba_ssm": Format(detect_mamba_ssm, read_mamba_ssm,
-                        "mamba_ssm MambaLMHeadModel: config.json (d_model, n_layer, ssm_cfg, ...) + weights"),
-    "transformers": Format(detect_transformers, read_transformers,
-                           "transformers MambaForCausalLM / Mamba2ForCausalLM (*-hf): config.json model_type "
-                           "mamba / mamba2"),
-}
-
-
-def detect_format(folder):
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; SRC must be a checkpoint folder.")
-    for name, fmt in FORMATS.items():
-        if fmt.detect(folder):
-            return name
-    known = "; ".join(f"{name}: {fmt.description}" for name, fmt in FORMATS.items())
-    raise ValueError(f"Cannot tell the format of {folder}. Known formats: {known}. Pass --format if it is one of "
-                     "them.")
-
-
-def read_source(folder, format=None):
-    """Read `folder` as `format` (detected when None) into a Source."""
-    folder = Path(folder)
-    if format is None:
-        format = detect_format(folder)
-    elif format not in FORMATS:
-        raise ValueError(f"Unknown format {format!r}; choose one of {', '.join(FORMATS)}.")
-    elif not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; SRC must be a checkpoint folder.")
-    return FORMATS[format].read(folder)

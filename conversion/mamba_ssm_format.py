@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from mamba_retrieval.conversion.checkpoint_files import CheckpointKeyError
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
 
 # mamba_ssm's MambaConfig dataclass fields and defaults (mamba_ssm/models/config_mamba.py, mamba_ssm >= 2.0; 1.x
@@ -165,14 +166,14 @@ def key_table(config):
 def map_mamba_ssm_keys(state_dict, config, tie_embeddings=True):
     """Rename a mamba_ssm state dict to the retriever's keys (a new dict; tensors are not copied).
 
-    Every key of the table must be present (KeyError naming the missing ones). `lm_head.weight` is dropped: when
+    Every key of the table must be present (CheckpointKeyError naming the missing ones). `lm_head.weight` is dropped: when
     `tie_embeddings` only after checking that it equals the embedding; when untied because a retriever has no LM
     head. Keys the table does not know are returned unchanged, under their own names, for the caller.
     """
     table = key_table(config)
     missing = [source for source, _ in table if source not in state_dict]
     if missing:
-        raise KeyError(f"The mamba_ssm checkpoint lacks keys that a {config.backbone} model of its config.json has: "
+        raise CheckpointKeyError(f"The mamba_ssm checkpoint lacks keys that a {config.backbone} model of its config.json has: "
                        f"{format_keys(missing)}.")
     known = {source for source, _ in table} | {LM_HEAD}
     mapped = {target: state_dict[source] for source, target in table}

@@ -17,6 +17,7 @@ PARITY_TEXTS = (
     "Retrieval with long documents: " + "the quick brown fox jumps over the lazy dog, " * 12 + "and stops.",
 )
 TOLERANCE = 1e-5
+REPORT_FILE = "conversion.json"  # every converted folder's report: source hashes, format, parity
 
 
 def transformers_reference(config, state_dict):

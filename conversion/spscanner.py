@@ -7,27 +7,33 @@ A checkpoint is mamba_ssm's: `config.json` (its MambaConfig, `ssm_cfg: {"layer":
 equals the embedding; every other key must be exactly the model's (no `strict=False`). Parity: the converted model's
 sentence logits are compared with an independent reference (transformers' `Mamba2Model` + the head, built from the
 source tensors by their own key names), before writing and again after reloading the written folder; the report
-is printed and stored in the folder as `conversion_report.json`.
+is printed and stored in the folder as `conversion.json` (the report every format writes).
 """
 
 import json
 from pathlib import Path
 
 import torch
+import transformers
+from transformers import AutoModel
 
-from mamba_retrieval.conversion.checkpoint_files import read_state_dict, weight_keys
+from mamba_retrieval.conversion.checkpoint_files import CheckpointKeyError, read_state_dict, weight_files, weight_keys
 from mamba_retrieval.conversion.mamba_ssm_format import config_from_mamba_ssm, is_mamba_ssm_config, map_mamba_ssm_keys
 from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
-from mamba_retrieval.modeling.hub_folder import check_output_dir
+from mamba_retrieval.modeling.dtypes import dtype_name, torch_dtype
+from mamba_retrieval.modeling.file_hashes import file_sha256
+from mamba_retrieval.conversion.parity import REPORT_FILE
+from mamba_retrieval.modeling.hub_folder import check_output_dir, staged_folder, write_scanner_contents
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring
+from mamba_retrieval.modeling.scanner.sentence_scanner import UNBOUNDED_LENGTH, build_scanner_tokenizer
+from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
 
 HEAD_KEYS = ("binary_head.weight", "binary_head.bias")
 # The fields a scanner takes from the backbone config that mamba_ssm's config.json describes.
 BACKBONE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel",
                    "head_dim", "n_groups", "chunk_size", "use_bias", "use_conv_bias", "layer_norm_epsilon",
                    "residual_in_fp32", "eos_token_id")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Parity tolerance (fp32, relative to the largest reference logit), as the reference-parity tests use.
 PARITY_TOLERANCE = 1e-5
 
@@ -74,7 +80,7 @@ def load_spscanner_checkpoint(src):
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(mapped)), sorted(set(mapped) - set(expected))
     if missing or unexpected:
-        raise KeyError(f"The checkpoint does not match an SPScanner of its config.json. Missing keys: "
+        raise CheckpointKeyError(f"The checkpoint does not match an SPScanner of its config.json. Missing keys: "
                        f"{missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
     wrong = [f"{k}: {tuple(mapped[k].shape)} != {tuple(p.shape)}" for k, p in expected.items()
              if tuple(mapped[k].shape) != tuple(p.shape)]
@@ -123,43 +129,52 @@ def logits_parity(model, reference, inputs):
             "ours": ours[real].tolist(), "reference": theirs[real].tolist()}
 
 
-def convert_spscanner(src, out, dtype=None, force=False):
-    """Convert an SPScanner checkpoint folder into a scanner Hub folder at `out`; returns the parity report."""
-    from transformers import AutoModel
-
-    from mamba_retrieval.modeling.scanner import write_scanner_folder
-
+def convert_spscanner(src, out, *, dtype=None, force=False, eos_token=ENDOFTEXT, prompts=None, max_seq_length=None):
+    """Convert an SPScanner checkpoint folder into a scanner Hub folder at `out`; returns the report (also written
+    to `out/conversion.json`). The folder is written to a staging folder, reloaded from there and checked against
+    the reference; only then is it moved into place. `max_seq_length` does not apply: a scanner windows its input."""
+    if eos_token != ENDOFTEXT or any((prompts or {}).values()):
+        raise ValueError("--eos-token and the prompts do not apply to an SPScanner checkpoint: a scanner reads "
+                         "question + document as plain text.")
+    src = Path(src).absolute()
     check_output_dir(out, force)
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+    target_dtype = torch_dtype(dtype)
     model, state_dict, config_dict = load_spscanner_checkpoint(src)
-    source_dtype = str(state_dict["binary_head.weight"].dtype).removeprefix("torch.")
     reference = reference_from_source(model.config, state_dict)
     inputs = parity_inputs(model.config)
     before = logits_parity(_float_copy(model), reference, inputs)
     _check_parity(before, "before writing")
-
-    target_dtype = DTYPES[dtype] if dtype else model.dtype
-    report = {
-        "source": str(Path(src).absolute()),
-        "format": "SPScanner (mamba_ssm Mamba-2 + binary_head)",
-        "source_dtype": source_dtype,
-        "folder_dtype": str(target_dtype).removeprefix("torch."),
-        "config": {field: getattr(model.config, field) for field in BACKBONE_FIELDS},
-        "dropped_keys": ["lm_head.weight (tied: equal to backbone.embedding.weight)"]
-        if "lm_head.weight" in state_dict else [],
-        "parity_reference": "transformers Mamba2Model + Linear head on the source tensors, float32",
-        "parity_before_writing": _summary(before),
-    }
-    folder = write_scanner_folder(model.to(target_dtype), out, force=force,
-                                  extra_files={"conversion_report.json": json.dumps(report, indent=2) + "\n"})
-    reloaded = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    _check_weights(reloaded, model)
-    after = logits_parity(_float_copy(reloaded), reference, inputs)
-    if target_dtype == torch.float32:
-        _check_parity(after, "after reloading the written folder")
-    report["parity_after_reload"] = _summary(after)
-    (folder / "conversion_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    target_dtype = target_dtype or model.dtype
+    with staged_folder(out, force) as staging:
+        write_scanner_contents(model.to(target_dtype), build_scanner_tokenizer(), staging,
+                               max_seq_length=UNBOUNDED_LENGTH)
+        reloaded = AutoModel.from_pretrained(staging, trust_remote_code=True).eval()
+        _check_weights(reloaded, model)
+        after = logits_parity(_float_copy(reloaded), reference, inputs)
+        if target_dtype == torch.float32:
+            _check_parity(after, "after reloading the written folder")
+        report = {
+            "source": src.name,  # the folder's name only: the report travels with the Hub folder
+            "format": "spscanner",
+            "source_files": {str(path.relative_to(src)): file_sha256(path)
+                             for path in [src / "config.json", *weight_files(src)]},
+            "backbone": "mamba2",
+            "source_dtypes": sorted({dtype_name(t.dtype) for t in state_dict.values() if t.is_floating_point()}),
+            "dtype": dtype_name(target_dtype),
+            "config": {field: getattr(model.config, field) for field in BACKBONE_FIELDS},
+            "dropped_keys": ["lm_head.weight (tied: equal to backbone.embedding.weight)"]
+            if "lm_head.weight" in state_dict else [],
+            "parity": {
+                "reference": "transformers Mamba2Model + Linear head on the source tensors",
+                "compared": "sentence logits, float32, before writing and after reloading the written folder",
+                "before_writing": _summary(before),
+                "after_reload": _summary(after),
+                "tolerance": PARITY_TOLERANCE,
+                "rule": "relative_difference <= tolerance (after reload: float32 folders only)",
+            },
+            "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
+        }
+        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -187,9 +202,13 @@ def _summary(parity):
                                          "same_ranking")}
 
 
-def print_report(report):
-    for when in ("parity_before_writing", "parity_after_reload"):
-        parity = report[when]
-        print(f"{when}: max |logit difference| {parity['max_abs_difference']:.3g} "
-              f"(reference scale {parity['reference_scale']:.3g}, relative {parity['relative_difference']:.3g}), "
-              f"same ranking: {parity['same_ranking']}")
+def describe(report):
+    """The lines `convert` prints for an SPScanner report."""
+    parity = report["parity"]
+    lines = [f"format: spscanner (mamba2 scanner, dtype {report['dtype']})"]
+    for when in ("before_writing", "after_reload"):
+        result = parity[when]
+        lines.append(f"parity {when.replace('_', ' ')}: max |logit difference| {result['max_abs_difference']:.3g} "
+                     f"(reference scale {result['reference_scale']:.3g}, relative "
+                     f"{result['relative_difference']:.3g}), same ranking: {result['same_ranking']}")
+    return lines

@@ -2,6 +2,7 @@
 
 import torch
 
+from mamba_retrieval.conversion.checkpoint_files import CheckpointKeyError
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
 
 
@@ -12,7 +13,7 @@ def load_into_retriever(config, state_dict):
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
-        raise KeyError(f"The checkpoint does not match a {config.backbone} retriever of this config. "
+        raise CheckpointKeyError(f"The checkpoint does not match a {config.backbone} retriever of this config. "
                        f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
     wrong_shapes = [f"{k}: {tuple(state_dict[k].shape)} != {tuple(p.shape)}" for k, p in model.state_dict().items()
                     if tuple(state_dict[k].shape) != tuple(p.shape)]

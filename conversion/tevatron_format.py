@@ -9,6 +9,7 @@ and `_orig_mod.` (torch.compile).
 
 import torch
 
+from mamba_retrieval.conversion.checkpoint_files import CheckpointKeyError
 from mamba_retrieval.conversion.mamba_ssm_format import format_keys
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -29,7 +30,7 @@ def strip_wrapper_prefixes(state_dict):
         while name.startswith(WRAPPER_PREFIXES):
             name = name.split(".", 1)[1]
         if name in stripped:
-            raise KeyError(f"Two keys become {name!r} once the wrapper prefixes {WRAPPER_PREFIXES} are removed; "
+            raise CheckpointKeyError(f"Two keys become {name!r} once the wrapper prefixes {WRAPPER_PREFIXES} are removed; "
                            "the checkpoint mixes wrapped and unwrapped weights.")
         stripped[name] = value
     return stripped
@@ -47,7 +48,7 @@ def split_encoders(state_dict):
         return {SHARED: state_dict}
     others = [key for key in state_dict if not key.startswith(prefixes)]
     if others:
-        raise KeyError(f"Keys outside the query (lm_q.) and passage (lm_p.) encoders, which a retriever does not "
+        raise CheckpointKeyError(f"Keys outside the query (lm_q.) and passage (lm_p.) encoders, which a retriever does not "
                        f"have (a pooler?): {format_keys(others)}.")
     parts = {role: {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
              for prefix, role in ENCODER_PREFIXES.items()}
@@ -55,7 +56,7 @@ def split_encoders(state_dict):
     if not query or not document:
         return {SHARED: query or document}
     if set(query) != set(document):
-        raise KeyError(f"lm_q and lm_p hold different keys: only in lm_q: {format_keys(set(query) - set(document))}; "
+        raise CheckpointKeyError(f"lm_q and lm_p hold different keys: only in lm_q: {format_keys(set(query) - set(document))}; "
                        f"only in lm_p: {format_keys(set(document) - set(query))}.")
     if all(query[k].shape == document[k].shape and torch.equal(query[k], document[k]) for k in query):
         return {SHARED: query}

@@ -19,9 +19,9 @@ from safetensors import safe_open
 
 from mamba_retrieval.modeling.pretrained import resolve_shipped
 
-from .model_specs import resolve_model
-from .result_files import read_task_result, task_result_files
-from .task_selection import get_named_task
+from mamba_retrieval.eval.model_specs import resolve_model
+from mamba_retrieval.eval.result_files import read_task_result, task_result_files
+from mamba_retrieval.eval.task_selection import get_named_task
 
 FRAMEWORK = ["Sentence Transformers", "PyTorch", "Transformers", "safetensors"]
 
@@ -134,7 +134,7 @@ def write_bundle(model, results_dir, out_dir, *, name, revision, eval_name=None,
         result = read_task_result(path)
         try:
             get_named_task(result.task_name)
-        except KeyError:
+        except ValueError:  # a local task (--beir-dir): not on the leaderboard
             left_out.append(result.task_name)
             continue
         shutil.copyfile(path, target / path.name)
@@ -142,36 +142,3 @@ def write_bundle(model, results_dir, out_dir, *, name, revision, eval_name=None,
     snippet = out_dir / "mteb_model_meta.py"
     snippet.write_text(model_meta_snippet(meta))
     return snippet, target, left_out
-
-
-def register(subparsers):
-    parser = subparsers.add_parser(
-        "bundle", help="write an MTEB leaderboard submission (ModelMeta snippet + results folder)",
-        description="From a Hub folder and its `mamba-retrieval eval` results, write OUT/mteb_model_meta.py (the "
-                    "ModelMeta for the mteb repository) and OUT/results/<org>__<name>/<revision>/ (the layout of "
-                    "the mteb results repository).")
-    parser.add_argument("model", help="the Hub folder that was evaluated")
-    parser.add_argument("--results", required=True, help="the --output folder of `mamba-retrieval eval`")
-    parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--name", required=True, help="Hub id of the model, org/name")
-    parser.add_argument("--revision", required=True, help="Hub commit of the model the results belong to")
-    parser.add_argument("--eval-name", help="--model-name given to eval, if any")
-    parser.add_argument("--eval-revision", help="--revision given to eval, if any")
-    parser.add_argument("--release-date", help="YYYY-MM-DD (default today)")
-    parser.add_argument("--license", default="apache-2.0")
-    parser.add_argument("--training-datasets", nargs="*", help="mteb names of the training sets (e.g. MSMARCO)")
-    parser.add_argument("--adapted-from", help="Hub id of the base model (e.g. state-spaces/mamba-130m-hf)")
-    parser.add_argument("--public-training-code", help="URL of the training code")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty OUT")
-    parser.set_defaults(func=run)
-
-
-def run(args):
-    snippet, target, left_out = write_bundle(
-        resolve_shipped(args.model), args.results, args.out, name=args.name, revision=args.revision, eval_name=args.eval_name,
-        eval_revision=args.eval_revision, force=args.force, release_date=args.release_date, license=args.license,
-        training_datasets=args.training_datasets, adapted_from=args.adapted_from,
-        public_training_code=args.public_training_code)
-    print(f"wrote {snippet}\nwrote {target}")
-    if left_out:
-        print(f"left out (local tasks, not on the leaderboard): {', '.join(left_out)}")

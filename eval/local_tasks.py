@@ -94,7 +94,6 @@ def read_beir_split(folder, split):
 class LocalBeirRetrieval(AbsTaskRetrieval):
     """A retrieval task whose data is a local BEIR folder. mteb keeps a task's metadata on its class (it drops
     instance copies when unloading data), so each folder gets its own subclass: use `local_beir_task`."""
-
     folder: Path
 
     def load_data(self, num_proc=None, *, timer=None, **kwargs):

@@ -92,7 +92,7 @@ class LoCoV1Retrieval(AbsTaskRetrieval):
 def loco_task(task_name, loco_dir=None):
     """The mteb task `task_name` (a key of LOCO_SUBTASKS), read from the Hub or from the local copy `loco_dir`."""
     if task_name not in LOCO_SUBTASKS:
-        raise KeyError(f"{task_name!r} is not a LoCoV1 task; they are {', '.join(LOCO_SUBTASKS)}.")
+        raise ValueError(f"{task_name!r} is not a LoCoV1 task; they are {', '.join(LOCO_SUBTASKS)}.")
     subtask = LOCO_SUBTASKS[task_name]
     queries_source, _, local = _sources(loco_dir)
     metadata = TaskMetadata(

@@ -62,7 +62,7 @@ def sourced_scores(path, metrics=None):
         for entry in subsets:
             for metric in metrics or summary_metrics(result.task_name):
                 if metric not in entry:
-                    raise KeyError(f"{path} has no {metric!r} score for split {split!r}; cannot print it.")
+                    raise ValueError(f"{path} has no {metric!r} score for split {split!r}; cannot print it.")
                 scores.append(Score(result.task_name, split, entry.get("hf_subset", "default"), metric,
                                     float(entry[metric]), Path(path), result.dataset_revision,
                                     entry.get("mteb_version") or result.mteb_version))

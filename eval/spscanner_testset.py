@@ -6,16 +6,15 @@ tokens in `input_ids` (taken as they are). Output: `{benchmark: {datapoint_key: 
 `prediction_logits` pickle of their `rag_pipeline/get_ans_prompt.py`, with the same keys as the input (JSON output
 turns tuple keys into their `str()`, as that pipeline's `dict_key_to_tuple` expects).
 
-    python -m mamba_retrieval.eval.spscanner_testset MODEL test_data.pickle logits.pickle [--window-size N]
+    mamba-retrieval score-testset MODEL test_data.pickle logits.pickle [--window-size N]
 """
 
-import argparse
 import json
 import pickle
 import sys
 from pathlib import Path
 
-from mamba_retrieval.modeling.scanner import SentenceScanner, score_document
+from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner, score_document
 
 FIELDS = ("input_ids", "question", "sentence_indices")
 
@@ -81,24 +80,3 @@ def write_logits(logits, path):
             pickle.dump(logits, handle)
     else:
         path.write_text(json.dumps({b: {str(k): v for k, v in points.items()} for b, points in logits.items()}))
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="SPScanner Hub folder")
-    parser.add_argument("testset", help="test-set file (.pickle / .pkl, or JSON)")
-    parser.add_argument("output", help="logits file (.pickle / .pkl for their pipeline, or .json)")
-    parser.add_argument("--window-size", type=int, help="document tokens per window (default: the model's config; "
-                        "the original evaluate.py used 256000)")
-    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
-    args = parser.parse_args(argv)
-    if Path(args.output).exists() and not args.force:
-        raise SystemExit(f"{args.output} exists; choose another path or pass --force.")
-    data = read_testset(args.testset)
-    logits = score_testset(SentenceScanner.from_pretrained(args.model), data, args.window_size)
-    write_logits(logits, args.output)
-    print(f"wrote {args.output}: {sum(len(v) for v in logits.values())} datapoints")
-
-
-if __name__ == "__main__":
-    main()

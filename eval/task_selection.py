@@ -2,8 +2,8 @@
 
 import mteb
 
-from .local_tasks import local_beir_task
-from .loco import LOCO_SUBTASKS, loco_task
+from mamba_retrieval.eval.local_tasks import local_beir_task
+from mamba_retrieval.eval.loco import LOCO_SUBTASKS, loco_task
 
 # The 13 public BEIR datasets of the Mamba Retriever paper (its Table 2, as in RepLLaMA), by their mteb names;
 # `--benchmark BEIR` adds MS MARCO (dev), the paper's in-domain set.
@@ -22,7 +22,7 @@ def get_named_task(name, loco_dir=None):
     try:
         return mteb.get_task(name)
     except KeyError:
-        raise KeyError(f"No task named {name!r} in mteb {mteb.__version__} or LoCoV1; see `mteb.get_tasks()` for "
+        raise ValueError(f"No task named {name!r} in mteb {mteb.__version__} or LoCoV1; see `mteb.get_tasks()` for "
                        "task names, or pass a local folder with --beir-dir.") from None
 
 
@@ -31,7 +31,7 @@ def benchmark_task_names(benchmark):
         try:
             return [task.metadata.name for task in mteb.get_benchmark(benchmark).tasks]
         except (KeyError, ValueError):
-            raise KeyError(f"No benchmark named {benchmark!r}: use {', '.join(BENCHMARKS)} or an mteb benchmark "
+            raise ValueError(f"No benchmark named {benchmark!r}: use {', '.join(BENCHMARKS)} or an mteb benchmark "
                            "name.") from None
     names = BENCHMARKS[benchmark]
     if names is None:

@@ -15,7 +15,7 @@ sum leaves out: dt * |A| per token, below 1e-5 at the start (`check_bag_structur
 import torch
 import torch.nn.functional as F
 
-from .modeling_mamba_retrieval import last_token_index
+from mamba_retrieval.modeling.modeling_mamba_retrieval import last_token_index
 
 
 @torch.no_grad()

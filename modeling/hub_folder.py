@@ -18,8 +18,8 @@ import sentence_transformers
 import torch
 import transformers
 
-from . import configuration_mamba_retrieval, modeling_mamba_retrieval
-from .tokenizer import appends_eos
+from mamba_retrieval.modeling import configuration_mamba_retrieval, modeling_mamba_retrieval
+from mamba_retrieval.modeling.tokenizer import appends_eos
 
 REMOTE_CODE_FILES = (Path(configuration_mamba_retrieval.__file__), Path(modeling_mamba_retrieval.__file__))
 AUTO_MAP = {
@@ -316,7 +316,7 @@ the context an LLM answers from. Documents longer than {config.window_size:,} to
 the windows holding it. Made with [mamba-retrieval](https://pypi.org/project/mamba-retrieval/).
 
 ```python
-from mamba_retrieval.modeling.scanner import SentenceScanner
+from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner
 
 scanner = SentenceScanner.from_pretrained("path/to/this/folder")
 result = scanner.scan("What did the committee decide?", open("report.txt").read(), top_k=10)

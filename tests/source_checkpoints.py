@@ -12,11 +12,11 @@ from safetensors.torch import save_file
 from transformers import (Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM,
                           PreTrainedTokenizerFast)
 
-from conftest import tiny_model
+from helpers import tiny_model
 from mamba_retrieval.modeling.tokenizer import VENDORED_TOKENIZER
 
 # config.json as mamba_ssm 1.x (Mamba-1, e.g. state-spaces/mamba-130m) and 2.x (Mamba-2) write it, at tiny sizes
-# matching conftest.tiny_config.
+# matching helpers.tiny_config.
 MAMBA_SSM_CONFIGS = {
     "mamba": {"d_model": 32, "n_layer": 2, "vocab_size": 50277, "ssm_cfg": {"d_state": 8}, "rms_norm": True,
               "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8},

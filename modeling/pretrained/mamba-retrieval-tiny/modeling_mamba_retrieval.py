@@ -589,7 +589,7 @@ class MambaForSentenceScoring(MambaRetrievalPreTrainedModel):
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]. Is this the model's own tokenizer?")
         if sentence_end_positions is None:
             raise ValueError("Pass sentence_end_positions: the index of each sentence unit's last token "
-                             "(mamba_retrieval.modeling.segmentation computes them).")
+                             "(mamba_retrieval.modeling.scanner.segmentation computes them).")
         sentence_end_positions = torch.as_tensor(sentence_end_positions, device=input_ids.device)
         if sentence_end_positions.dim() == 1:
             sentence_end_positions = sentence_end_positions[None]

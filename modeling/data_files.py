@@ -1,0 +1,90 @@
+"""The one reader of the data files every part reads: JSONL (plain or gzip), BEIR folders (corpus, queries, qrels),
+and where the project's offline data lives.
+
+The offline data (../shared/data in a checkout, see its README) is found through `data_dir()`: the environment
+variable MAMBA_RETRIEVAL_DATA, else `../shared/data` from the current folder (the checkout's root), never from where
+the package is installed.
+"""
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+DATA_ENV = "MAMBA_RETRIEVAL_DATA"
+DEFAULT_DATA = Path("..", "shared", "data")
+BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
+
+
+def data_dir(*parts):
+    """The offline data folder ($MAMBA_RETRIEVAL_DATA, else ../shared/data), or a path inside it."""
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA, *parts)
+
+
+def data_name(path):
+    """`path` as a record names it: shared/data/... inside the offline data folder (the same on every machine),
+    else as given."""
+    path, shared = Path(path).resolve(), data_dir().resolve()
+    return str(Path("shared", "data", path.relative_to(shared))) if path.is_relative_to(shared) else str(path)
+
+
+def read_jsonl(path):
+    """The objects of a JSONL file (`.gz` read as gzip), one per non-blank line; a bad line is an error naming it."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not a JSON line ({error.msg}).") from None
+
+
+def write_jsonl(path, rows):
+    """Write `rows` as JSONL atomically: a temporary file beside `path`, swapped in when complete."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def document_text(row):
+    """A BEIR corpus row's text: its title (if any) and text."""
+    return f"{row.get('title') or ''} {row['text']}".strip()
+
+
+def read_qrels(path):
+    """A BEIR qrels TSV (optional header query-id, corpus-id, score) -> {query id: {document id: score}}."""
+    qrels = {}
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            fields = line.rstrip("\n").split("\t")
+            if number == 1 and fields[0] == "query-id" or not line.strip():
+                continue
+            if len(fields) != 3 or not fields[2].lstrip("-").isdigit():
+                raise ValueError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {line!r}.")
+            qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
+    return qrels
+
+
+def read_corpus(path):
+    """(id, title, text) of every document of a JSONL corpus (BEIR `corpus.jsonl`: `_id`, optional `title`,
+    `text`; `id` also accepted), or of a BEIR folder's corpus.jsonl; a row without them is an error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "corpus.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"Corpus {path} not found: give a JSONL file of documents or a BEIR folder.")
+    rows = 0
+    for rows, row in enumerate(read_jsonl(path), 1):
+        doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
+        if doc_id is None or not isinstance(row.get("text"), str):
+            raise ValueError(f"{path}: document {rows}: expected a JSON object with '_id' (or 'id') and a string "
+                             "'text'.")
+        yield str(doc_id), row.get("title") or "", row["text"]
+    if not rows:
+        raise ValueError(f"{path} holds no documents.")

@@ -1,0 +1,57 @@
+"""Build, update and query a search index with a retriever (any sentence-transformers model)."""
+
+import functools
+import sys
+from pathlib import Path
+
+from mamba_retrieval.modeling.file_hashes import weights_hash
+from mamba_retrieval.modeling.search.documents import read_source
+from mamba_retrieval.modeling.search.index import SearchIndex, update_index
+
+
+def model_identity(model):
+    """What the index records about its model: a local folder by path and weights hash, anything else by name."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    return f"{folder.resolve()}#{weights_hash(folder)}"
+
+
+@functools.lru_cache(maxsize=2)
+def load_encoder(model, max_length=None):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(model, trust_remote_code=True, device=None if torch.cuda.is_available() else "cpu")
+    if max_length:
+        encoder.max_seq_length = max_length
+    return encoder
+
+
+def build_or_update(source, index_dir, model, batch_size=8, max_length=None, rebuild=False):
+    report = read_source(source)
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    encoder = None
+
+    def encode(texts):
+        nonlocal encoder
+        encoder = encoder or load_encoder(model, max_length)
+        return encoder.encode_document(texts, batch_size=batch_size, show_progress_bar=True,
+                                       normalize_embeddings=True, convert_to_numpy=True)
+
+    index, counts = update_index(index_dir, report.documents, model_identity(model), encode, rebuild=rebuild)
+    print(f"index {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} unchanged, "
+          f"{counts['removed']} removed, {len(report.skipped)} skipped", file=sys.stderr)
+    return index
+
+
+def search(query, index_dir, model, k=10):
+    index = SearchIndex.load(index_dir)
+    if index.model_name != model_identity(model):
+        raise ValueError(f"The index at {index_dir} was built with {index.model_name!r}; search it with the same "
+                         "--model, or rebuild it with `mamba-retrieval index ... --rebuild`.")
+    if not query.strip():
+        raise ValueError("The query is empty.")
+    query_embedding = load_encoder(model).encode_query([query], normalize_embeddings=True, convert_to_numpy=True)[0]
+    return index.search(query_embedding, k)

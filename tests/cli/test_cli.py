@@ -1,0 +1,35 @@
+"""The `mamba-retrieval` entry point: every command is listed, and only the one being run is imported."""
+
+import argparse
+import importlib
+import subprocess
+import sys
+
+from mamba_retrieval.modeling.cli import COMMANDS
+
+
+def test_the_listing_matches_what_each_module_registers():
+    for module in sorted({module for module, _ in COMMANDS.values()}):
+        subparsers = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"mamba_retrieval.modeling.cli.{module}").register(subparsers)
+        for action in subparsers._choices_actions:
+            assert COMMANDS[action.dest] == (module, action.help), action.dest
+
+
+def test_help_and_a_mistyped_command_import_no_heavy_library():
+    code = """
+import sys
+from mamba_retrieval.modeling.cli import main
+for argv in (["--help"], ["serach", "x"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "mteb", "numba") if m in sys.modules)
+print("imported:", heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "imported: []" in result.stdout, result.stdout + result.stderr
+    assert "invalid choice: 'serach'" in result.stderr
+    for name in COMMANDS:
+        assert name in result.stdout  # the --help listing

