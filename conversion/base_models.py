@@ -24,7 +24,10 @@ def load_base(base, seed=0, eos_token_id=0):
     if not folder.is_dir():
         raise FileNotFoundError(f"{base!r} is neither a named size ({', '.join(NAMED_SIZES)}) nor a folder.")
     config_file = folder / "config.json"
-    if config_file.is_file() and json.loads(config_file.read_text()).get("model_type") == MambaRetrievalConfig.model_type:
+    if (
+        config_file.is_file()
+        and json.loads(config_file.read_text()).get("model_type") == MambaRetrievalConfig.model_type
+    ):
         return MambaForRetrieval.from_pretrained(folder, dtype=torch.float32)
     return load_transformers_lm(folder, eos_token_id=eos_token_id)
 
@@ -34,8 +37,9 @@ def is_retriever_folder(path):
     return str(path) not in NAMED_SIZES and (Path(path) / "modules.json").is_file()
 
 
-def init_retriever(base, out_dir, *, eos_token=ENDOFTEXT, max_seq_length=512, prompts=None, dtype=None, seed=0,
-                   force=False):
+def init_retriever(
+    base, out_dir, *, eos_token=ENDOFTEXT, max_seq_length=512, prompts=None, dtype=None, seed=0, force=False
+):
     """Write a retriever folder built from `base` (a named size or a transformers `*-hf` folder)."""
     check_output_dir(out_dir, force)  # before any slow loading
     tokenizer_file = Path(base) / "tokenizer.json" if base not in NAMED_SIZES else VENDORED_TOKENIZER

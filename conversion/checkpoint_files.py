@@ -52,8 +52,10 @@ def read_weight_file(path, keys_only=False):
         if state_dict is None:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which file, not just the parser's complaint
-        raise ValueError(f"Cannot read weights from {path} ({type(error).__name__}: {error}). "
-                         "Is the file complete (not truncated by an interrupted download)?") from error
+        raise ValueError(
+            f"Cannot read weights from {path} ({type(error).__name__}: {error}). "
+            "Is the file complete (not truncated by an interrupted download)?"
+        ) from error
     if not isinstance(state_dict, dict):
         raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state dict.")
     return list(state_dict) if keys_only else state_dict

@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 from mamba_retrieval.conversion.checkpoint_files import read_state_dict, weight_files, weight_keys
-from mamba_retrieval.conversion.mamba_ssm_format import (config_from_mamba_ssm, is_mamba_ssm_config,
-                                                         map_mamba_ssm_keys)
-from mamba_retrieval.conversion.tevatron_format import (SHARED, UNTIED_FOLDERS, has_tevatron_keys, split_encoders,
-                                                        strip_wrapper_prefixes)
+from mamba_retrieval.conversion.mamba_ssm_format import config_from_mamba_ssm, is_mamba_ssm_config, map_mamba_ssm_keys
+from mamba_retrieval.conversion.tevatron_format import (
+    SHARED,
+    UNTIED_FOLDERS,
+    has_tevatron_keys,
+    split_encoders,
+    strip_wrapper_prefixes,
+)
 from mamba_retrieval.conversion.transformers_lm import config_from_transformers, map_transformers_keys
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
 
@@ -51,6 +55,7 @@ def _config_or_empty(folder):
 
 # ---- mamba_ssm MambaLMHeadModel ------------------------------------------------------------------------------------
 
+
 def _mamba_ssm_encoder(folder, state_dict=None):
     """(config, retriever state dict, files) of a mamba_ssm folder; `state_dict` when already read and unwrapped."""
     config_dict = read_config(folder)
@@ -73,6 +78,7 @@ def detect_mamba_ssm(folder):
 
 # ---- tevatron v1 around mamba_ssm ----------------------------------------------------------------------------------
 
+
 def _has_untied_folders(folder):
     return all((Path(folder) / name).is_dir() for name in UNTIED_FOLDERS.values())
 
@@ -84,15 +90,25 @@ def read_tevatron(folder):
         for role, name in UNTIED_FOLDERS.items():
             sub = folder / name
             configs[role], encoders[role], sub_files = _mamba_ssm_encoder(
-                sub, strip_wrapper_prefixes(read_state_dict(sub)))
+                sub, strip_wrapper_prefixes(read_state_dict(sub))
+            )
             files += sub_files
         if configs["query"].to_dict() != configs["document"].to_dict():
-            raise ValueError(f"{UNTIED_FOLDERS['query']}/config.json and {UNTIED_FOLDERS['document']}/config.json "
-                             "describe different models; both encoders must have the same shape.")
+            raise ValueError(
+                f"{UNTIED_FOLDERS['query']}/config.json and {UNTIED_FOLDERS['document']}/config.json "
+                "describe different models; both encoders must have the same shape."
+            )
         tokenizer = tokenizer_file(folder) or tokenizer_file(folder / UNTIED_FOLDERS["query"])
-        return Source("tevatron", configs["query"], encoders, files, tokenizer_file=tokenizer,
-                      notes=[f"untied encoders: {UNTIED_FOLDERS['query']}/ -> query/, "
-                             f"{UNTIED_FOLDERS['document']}/ -> document/"])
+        return Source(
+            "tevatron",
+            configs["query"],
+            encoders,
+            files,
+            tokenizer_file=tokenizer,
+            notes=[
+                f"untied encoders: {UNTIED_FOLDERS['query']}/ -> query/, {UNTIED_FOLDERS['document']}/ -> document/"
+            ],
+        )
     parts = split_encoders(read_state_dict(folder))
     encoders, notes, files = {}, [], []
     for role, state_dict in parts.items():
@@ -112,13 +128,19 @@ def detect_tevatron(folder):
 
 # ---- transformers MambaForCausalLM / Mamba2ForCausalLM (*-hf) ------------------------------------------------------
 
+
 def read_transformers(folder):
     folder = Path(folder)
     hf_config = read_config(folder)
     config = config_from_transformers(hf_config)
     state_dict = map_transformers_keys(read_state_dict(folder), hf_config)
-    return Source("transformers", config, {SHARED: state_dict}, [folder / "config.json", *weight_files(folder)],
-                  tokenizer_file=tokenizer_file(folder))
+    return Source(
+        "transformers",
+        config,
+        {SHARED: state_dict},
+        [folder / "config.json", *weight_files(folder)],
+        tokenizer_file=tokenizer_file(folder),
+    )
 
 
 def detect_transformers(folder):

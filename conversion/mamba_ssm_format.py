@@ -48,8 +48,12 @@ SSM_FIELDS = {
         "dt_rank": ("auto", "time_step_rank"),
         "bias": (False, "use_bias"),
         "conv_bias": (True, "use_conv_bias"),
-        "dt_min": (0.001, None), "dt_max": (0.1, None), "dt_init": ("random", None), "dt_scale": (1.0, None),
-        "dt_init_floor": (1e-4, None), "use_fast_path": (True, None),
+        "dt_min": (0.001, None),
+        "dt_max": (0.1, None),
+        "dt_init": ("random", None),
+        "dt_scale": (1.0, None),
+        "dt_init_floor": (1e-4, None),
+        "use_fast_path": (True, None),
     },
     "Mamba2": {  # mamba_ssm/modules/mamba2.py, Mamba2.__init__
         "d_state": (128, "state_size"),
@@ -60,13 +64,23 @@ SSM_FIELDS = {
         "bias": (False, "use_bias"),
         "conv_bias": (True, "use_conv_bias"),
         "chunk_size": (256, "chunk_size"),
-        "conv_init": (None, None), "A_init_range": ((1, 16), None), "dt_min": (0.001, None), "dt_max": (0.1, None),
-        "dt_init_floor": (1e-4, None), "use_mem_eff_path": (True, None), "sequence_parallel": (True, None),
+        "conv_init": (None, None),
+        "A_init_range": ((1, 16), None),
+        "dt_min": (0.001, None),
+        "dt_max": (0.1, None),
+        "dt_init_floor": (1e-4, None),
+        "use_mem_eff_path": (True, None),
+        "sequence_parallel": (True, None),
     },
 }
 # Mamba2 options that change the function; only mamba_ssm's defaults are supported (None: "d_inner").
-MAMBA2_FIXED = {"d_ssm": None, "D_has_hdim": False, "rmsnorm": True, "norm_before_gate": False,
-                "dt_limit": (0.0, math.inf)}
+MAMBA2_FIXED = {
+    "d_ssm": None,
+    "D_has_hdim": False,
+    "rmsnorm": True,
+    "norm_before_gate": False,
+    "dt_limit": (0.0, math.inf),
+}
 LAYERS = {"Mamba1": "mamba", "Mamba2": "mamba2"}
 
 
@@ -84,24 +98,34 @@ def config_from_mamba_ssm(config_dict, eos_token_id=0):
     """A MambaRetrievalConfig equal to the model mamba_ssm builds from `config_dict` (its config.json)."""
     unknown = sorted(set(config_dict) - set(MAMBA_CONFIG_DEFAULTS))
     if unknown:
-        raise ValueError(f"config.json has fields that mamba_ssm's MambaConfig does not: {unknown}. "
-                         "Only plain MambaLMHeadModel checkpoints are supported.")
+        raise ValueError(
+            f"config.json has fields that mamba_ssm's MambaConfig does not: {unknown}. "
+            "Only plain MambaLMHeadModel checkpoints are supported."
+        )
     c = {**MAMBA_CONFIG_DEFAULTS, **config_dict}
     if c["d_intermediate"]:
-        raise ValueError(f"d_intermediate = {c['d_intermediate']}: checkpoints with MLP blocks after each mixer "
-                         "are not supported (only d_intermediate = 0).")
+        raise ValueError(
+            f"d_intermediate = {c['d_intermediate']}: checkpoints with MLP blocks after each mixer "
+            "are not supported (only d_intermediate = 0)."
+        )
     if c["attn_layer_idx"]:
-        raise ValueError(f"attn_layer_idx = {c['attn_layer_idx']}: hybrid checkpoints with attention layers are "
-                         "not supported.")
+        raise ValueError(
+            f"attn_layer_idx = {c['attn_layer_idx']}: hybrid checkpoints with attention layers are not supported."
+        )
     if not c["rms_norm"]:
         raise ValueError("rms_norm = false: checkpoints with LayerNorm blocks are not supported (only RMSNorm).")
     ssm_cfg = dict(c["ssm_cfg"] or {})
     layer = ssm_cfg.pop("layer", "Mamba1")
     if layer not in LAYERS:
         raise ValueError(f"ssm_cfg.layer = {layer!r} is not supported; expected one of {sorted(LAYERS)}.")
-    fields = {"backbone": LAYERS[layer], "hidden_size": c["d_model"], "num_hidden_layers": c["n_layer"],
-              "vocab_size": padded_vocab_size(c["vocab_size"], c["pad_vocab_size_multiple"]),
-              "residual_in_fp32": bool(c["residual_in_fp32"]), "layer_norm_epsilon": NORM_EPSILON}
+    fields = {
+        "backbone": LAYERS[layer],
+        "hidden_size": c["d_model"],
+        "num_hidden_layers": c["n_layer"],
+        "vocab_size": padded_vocab_size(c["vocab_size"], c["pad_vocab_size_multiple"]),
+        "residual_in_fp32": bool(c["residual_in_fp32"]),
+        "layer_norm_epsilon": NORM_EPSILON,
+    }
     for name, (default, target) in SSM_FIELDS[layer].items():
         value = ssm_cfg.pop(name, default)
         if target is not None:
@@ -114,11 +138,14 @@ def config_from_mamba_ssm(config_dict, eos_token_id=0):
             if name == "dt_limit" and [float(v) for v in value] == list(default):
                 continue
             if value != default:
-                raise ValueError(f"ssm_cfg.{name} = {value!r} is not supported (only mamba_ssm's default "
-                                 f"{'d_inner' if name == 'd_ssm' else default!r}).")
+                raise ValueError(
+                    f"ssm_cfg.{name} = {value!r} is not supported (only mamba_ssm's default "
+                    f"{'d_inner' if name == 'd_ssm' else default!r})."
+                )
     if ssm_cfg:
-        raise ValueError(f"ssm_cfg has fields the {layer} mixer does not take or the retriever does not support: "
-                         f"{sorted(ssm_cfg)}.")
+        raise ValueError(
+            f"ssm_cfg has fields the {layer} mixer does not take or the retriever does not support: {sorted(ssm_cfg)}."
+        )
     return MambaRetrievalConfig(eos_token_id=eos_token_id, **fields)
 
 
@@ -128,15 +155,23 @@ def config_from_mamba_ssm(config_dict, eos_token_id=0):
 
 # mamba_ssm MambaLMHeadModel key          -> MambaForRetrieval key ({i}: layer, {param}: one of MIXER_PARAMS)
 KEY_MAP = (
-    ("backbone.embedding.weight",            "backbone.embeddings.weight"),
-    ("backbone.layers.{i}.norm.weight",      "backbone.layers.{i}.norm.weight"),
-    ("backbone.layers.{i}.mixer.{param}",    "backbone.layers.{i}.mixer.{param}"),
-    ("backbone.norm_f.weight",               "backbone.norm_f.weight"),
+    ("backbone.embedding.weight", "backbone.embeddings.weight"),
+    ("backbone.layers.{i}.norm.weight", "backbone.layers.{i}.norm.weight"),
+    ("backbone.layers.{i}.mixer.{param}", "backbone.layers.{i}.mixer.{param}"),
+    ("backbone.norm_f.weight", "backbone.norm_f.weight"),
 )
 # The mixer parameters of each backbone (same names in mamba_ssm and in the retriever); biases per config.
 MIXER_PARAMS = {
-    "mamba": ("in_proj.weight", "conv1d.weight", "x_proj.weight", "dt_proj.weight", "dt_proj.bias", "A_log", "D",
-              "out_proj.weight"),
+    "mamba": (
+        "in_proj.weight",
+        "conv1d.weight",
+        "x_proj.weight",
+        "dt_proj.weight",
+        "dt_proj.bias",
+        "A_log",
+        "D",
+        "out_proj.weight",
+    ),
     "mamba2": ("in_proj.weight", "conv1d.weight", "dt_bias", "A_log", "D", "norm.weight", "out_proj.weight"),
 }
 LM_HEAD = "lm_head.weight"  # tied to the embedding; a retriever has no LM head
@@ -166,22 +201,27 @@ def key_table(config):
 def map_mamba_ssm_keys(state_dict, config, tie_embeddings=True):
     """Rename a mamba_ssm state dict to the retriever's keys (a new dict; tensors are not copied).
 
-    Every key of the table must be present (CheckpointKeyError naming the missing ones). `lm_head.weight` is dropped: when
+    Every key of the table must be present (CheckpointKeyError naming the missing ones). `lm_head.weight` is dropped:
+    when
     `tie_embeddings` only after checking that it equals the embedding; when untied because a retriever has no LM
     head. Keys the table does not know are returned unchanged, under their own names, for the caller.
     """
     table = key_table(config)
     missing = [source for source, _ in table if source not in state_dict]
     if missing:
-        raise CheckpointKeyError(f"The mamba_ssm checkpoint lacks keys that a {config.backbone} model of its config.json has: "
-                       f"{format_keys(missing)}.")
+        raise CheckpointKeyError(
+            f"The mamba_ssm checkpoint lacks keys that a {config.backbone} model of its config.json has: "
+            f"{format_keys(missing)}."
+        )
     known = {source for source, _ in table} | {LM_HEAD}
     mapped = {target: state_dict[source] for source, target in table}
     if LM_HEAD in state_dict and tie_embeddings:
         head, embedding = state_dict[LM_HEAD], state_dict["backbone.embedding.weight"]
         if head.shape != embedding.shape or not torch.equal(head, embedding):
-            raise ValueError("lm_head.weight differs from backbone.embedding.weight although the config ties them "
-                             "(tie_embeddings); the checkpoint is inconsistent.")
+            raise ValueError(
+                "lm_head.weight differs from backbone.embedding.weight although the config ties them "
+                "(tie_embeddings); the checkpoint is inconsistent."
+            )
     mapped.update({key: value for key, value in state_dict.items() if key not in known})
     return mapped
 

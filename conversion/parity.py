@@ -23,15 +23,26 @@ REPORT_FILE = "conversion.json"  # every converted folder's report: source hashe
 def transformers_reference(config, state_dict):
     """transformers' MambaModel / Mamba2Model of `config` holding `state_dict` (retriever keys), float32."""
     c = config
-    common = dict(vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-                  state_size=c.state_size, expand=c.expand, conv_kernel=c.conv_kernel, use_bias=c.use_bias,
-                  use_conv_bias=c.use_conv_bias, layer_norm_epsilon=c.layer_norm_epsilon,
-                  residual_in_fp32=c.residual_in_fp32)
+    common = dict(
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_hidden_layers,
+        state_size=c.state_size,
+        expand=c.expand,
+        conv_kernel=c.conv_kernel,
+        use_bias=c.use_bias,
+        use_conv_bias=c.use_conv_bias,
+        layer_norm_epsilon=c.layer_norm_epsilon,
+        residual_in_fp32=c.residual_in_fp32,
+    )
     if c.backbone == "mamba":
         reference = MambaModel(MambaConfig(time_step_rank=c.time_step_rank, **common))
     else:
-        reference = Mamba2Model(Mamba2Config(head_dim=c.head_dim, num_heads=c.num_heads, n_groups=c.n_groups,
-                                             chunk_size=c.chunk_size, **common))
+        reference = Mamba2Model(
+            Mamba2Config(
+                head_dim=c.head_dim, num_heads=c.num_heads, n_groups=c.n_groups, chunk_size=c.chunk_size, **common
+            )
+        )
     weights = {key.removeprefix("backbone."): value.float() for key, value in state_dict.items()}
     reference.load_state_dict(weights, strict=True)
     return reference.float().eval()
@@ -50,10 +61,13 @@ def compare_with_reference(folder, config, state_dict, dtype, subfolder=""):
     reference = transformers_reference(config, {key: value.to(dtype) for key, value in state_dict.items()})
     expected = [reference(input_ids=ids).last_hidden_state[0, -1] for ids in inputs]
     del reference
-    loaded = AutoModel.from_pretrained(folder, trust_remote_code=True, local_files_only=True, dtype=torch.float32,
-                                       **kwargs).eval()
-    diffs = [(loaded(input_ids=ids).last_hidden_state[0, -1] - want).abs().max().item()
-             for ids, want in zip(inputs, expected)]
+    loaded = AutoModel.from_pretrained(
+        folder, trust_remote_code=True, local_files_only=True, dtype=torch.float32, **kwargs
+    ).eval()
+    diffs = [
+        (loaded(input_ids=ids).last_hidden_state[0, -1] - want).abs().max().item()
+        for ids, want in zip(inputs, expected)
+    ]
     return {"max_abs_diff": max(diffs), "reference_max_abs": max(want.abs().max().item() for want in expected)}
 
 

@@ -19,11 +19,11 @@ from transformers import AutoModel
 
 from mamba_retrieval.conversion.checkpoint_files import CheckpointKeyError, read_state_dict, weight_files, weight_keys
 from mamba_retrieval.conversion.mamba_ssm_format import config_from_mamba_ssm, is_mamba_ssm_config, map_mamba_ssm_keys
+from mamba_retrieval.conversion.parity import REPORT_FILE
 from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
 from mamba_retrieval.modeling.dtypes import dtype_name, torch_dtype
 from mamba_retrieval.modeling.file_hashes import file_sha256
-from mamba_retrieval.conversion.parity import REPORT_FILE
 from mamba_retrieval.modeling.hub_folder import check_output_dir, staged_folder, write_scanner_contents
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring
 from mamba_retrieval.modeling.scanner.sentence_scanner import UNBOUNDED_LENGTH, build_scanner_tokenizer
@@ -31,17 +31,33 @@ from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
 
 HEAD_KEYS = ("binary_head.weight", "binary_head.bias")
 # The fields a scanner takes from the backbone config that mamba_ssm's config.json describes.
-BACKBONE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel",
-                   "head_dim", "n_groups", "chunk_size", "use_bias", "use_conv_bias", "layer_norm_epsilon",
-                   "residual_in_fp32", "eos_token_id")
+BACKBONE_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "state_size",
+    "expand",
+    "conv_kernel",
+    "head_dim",
+    "n_groups",
+    "chunk_size",
+    "use_bias",
+    "use_conv_bias",
+    "layer_norm_epsilon",
+    "residual_in_fp32",
+    "eos_token_id",
+)
 # Parity tolerance (fp32, relative to the largest reference logit), as the reference-parity tests use.
 PARITY_TOLERANCE = 1e-5
 
 
 def is_spscanner_checkpoint(config_dict, state_dict_keys):
     """True for a mamba_ssm Mamba-2 config.json whose weights carry SPScanner's `binary_head.*`."""
-    return (is_mamba_ssm_config(config_dict) and (config_dict.get("ssm_cfg") or {}).get("layer") == "Mamba2"
-            and all(key in state_dict_keys for key in HEAD_KEYS))
+    return (
+        is_mamba_ssm_config(config_dict)
+        and (config_dict.get("ssm_cfg") or {}).get("layer") == "Mamba2"
+        and all(key in state_dict_keys for key in HEAD_KEYS)
+    )
 
 
 def detect_spscanner(folder):
@@ -66,13 +82,17 @@ def load_spscanner_checkpoint(src):
     src = Path(src)
     config_path = src / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{src} has no config.json; expected an SPScanner checkpoint folder "
-                                "(mamba_ssm config.json + pytorch_model.bin).")
+        raise FileNotFoundError(
+            f"{src} has no config.json; expected an SPScanner checkpoint folder "
+            "(mamba_ssm config.json + pytorch_model.bin)."
+        )
     config_dict = json.loads(config_path.read_text())
     state_dict = read_state_dict(src)
     if not is_spscanner_checkpoint(config_dict, state_dict):
-        raise ValueError(f"{src} is not an SPScanner checkpoint: expected a mamba_ssm config.json with ssm_cfg.layer "
-                         f"'Mamba2' and weights with {', '.join(HEAD_KEYS)}.")
+        raise ValueError(
+            f"{src} is not an SPScanner checkpoint: expected a mamba_ssm config.json with ssm_cfg.layer "
+            f"'Mamba2' and weights with {', '.join(HEAD_KEYS)}."
+        )
     config = scanner_config_from_mamba_ssm(config_dict)
     mapped = map_mamba_ssm_keys(state_dict, config, tie_embeddings=config_dict.get("tie_embeddings", True))
     with torch.device("meta"):
@@ -80,10 +100,15 @@ def load_spscanner_checkpoint(src):
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(mapped)), sorted(set(mapped) - set(expected))
     if missing or unexpected:
-        raise CheckpointKeyError(f"The checkpoint does not match an SPScanner of its config.json. Missing keys: "
-                       f"{missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
-    wrong = [f"{k}: {tuple(mapped[k].shape)} != {tuple(p.shape)}" for k, p in expected.items()
-             if tuple(mapped[k].shape) != tuple(p.shape)]
+        raise CheckpointKeyError(
+            f"The checkpoint does not match an SPScanner of its config.json. Missing keys: "
+            f"{missing or 'none'}. Unexpected keys: {unexpected or 'none'}."
+        )
+    wrong = [
+        f"{k}: {tuple(mapped[k].shape)} != {tuple(p.shape)}"
+        for k, p in expected.items()
+        if tuple(mapped[k].shape) != tuple(p.shape)
+    ]
     if wrong:
         raise ValueError("Tensor shapes do not match config.json: " + "; ".join(wrong))
     model.load_state_dict(mapped, strict=True, assign=True)
@@ -99,8 +124,9 @@ def reference_from_source(config, state_dict):
         if key.startswith("backbone."):
             name = key.removeprefix("backbone.")
             backbone["embeddings.weight" if name == "embedding.weight" else name] = value.float()
-    return TransformersScannerReference(config, backbone, state_dict["binary_head.weight"].float(),
-                                        state_dict["binary_head.bias"].float())
+    return TransformersScannerReference(
+        config, backbone, state_dict["binary_head.weight"].float(), state_dict["binary_head.bias"].float()
+    )
 
 
 def parity_inputs(config, seed=0, length=None, n_sentences=12):
@@ -122,11 +148,18 @@ def logits_parity(model, reference, inputs):
     real = positions >= 0
     difference = float((ours[real] - theirs[real]).abs().max())
     scale = float(theirs[real].abs().max())
-    same_order = all(torch.equal(ours[row][real[row]].argsort(descending=True),
-                                 theirs[row][real[row]].argsort(descending=True)) for row in range(len(real)))
-    return {"max_abs_difference": difference, "reference_scale": scale,
-            "relative_difference": difference / max(scale, 1e-12), "same_ranking": same_order,
-            "ours": ours[real].tolist(), "reference": theirs[real].tolist()}
+    same_order = all(
+        torch.equal(ours[row][real[row]].argsort(descending=True), theirs[row][real[row]].argsort(descending=True))
+        for row in range(len(real))
+    )
+    return {
+        "max_abs_difference": difference,
+        "reference_scale": scale,
+        "relative_difference": difference / max(scale, 1e-12),
+        "same_ranking": same_order,
+        "ours": ours[real].tolist(),
+        "reference": theirs[real].tolist(),
+    }
 
 
 def convert_spscanner(src, out, *, dtype=None, force=False, eos_token=ENDOFTEXT, prompts=None, max_seq_length=None):
@@ -134,8 +167,10 @@ def convert_spscanner(src, out, *, dtype=None, force=False, eos_token=ENDOFTEXT,
     to `out/conversion.json`). The folder is written to a staging folder, reloaded from there and checked against
     the reference; only then is it moved into place. `max_seq_length` does not apply: a scanner windows its input."""
     if eos_token != ENDOFTEXT or any((prompts or {}).values()):
-        raise ValueError("--eos-token and the prompts do not apply to an SPScanner checkpoint: a scanner reads "
-                         "question + document as plain text.")
+        raise ValueError(
+            "--eos-token and the prompts do not apply to an SPScanner checkpoint: a scanner reads "
+            "question + document as plain text."
+        )
     src = Path(src).absolute()
     check_output_dir(out, force)
     target_dtype = torch_dtype(dtype)
@@ -146,8 +181,9 @@ def convert_spscanner(src, out, *, dtype=None, force=False, eos_token=ENDOFTEXT,
     _check_parity(before, "before writing")
     target_dtype = target_dtype or model.dtype
     with staged_folder(out, force) as staging:
-        write_scanner_contents(model.to(target_dtype), build_scanner_tokenizer(), staging,
-                               max_seq_length=UNBOUNDED_LENGTH)
+        write_scanner_contents(
+            model.to(target_dtype), build_scanner_tokenizer(), staging, max_seq_length=UNBOUNDED_LENGTH
+        )
         reloaded = AutoModel.from_pretrained(staging, trust_remote_code=True).eval()
         _check_weights(reloaded, model)
         after = logits_parity(_float_copy(reloaded), reference, inputs)
@@ -156,14 +192,16 @@ def convert_spscanner(src, out, *, dtype=None, force=False, eos_token=ENDOFTEXT,
         report = {
             "source": src.name,  # the folder's name only: the report travels with the Hub folder
             "format": "spscanner",
-            "source_files": {str(path.relative_to(src)): file_sha256(path)
-                             for path in [src / "config.json", *weight_files(src)]},
+            "source_files": {
+                str(path.relative_to(src)): file_sha256(path) for path in [src / "config.json", *weight_files(src)]
+            },
             "backbone": "mamba2",
             "source_dtypes": sorted({dtype_name(t.dtype) for t in state_dict.values() if t.is_floating_point()}),
             "dtype": dtype_name(target_dtype),
             "config": {field: getattr(model.config, field) for field in BACKBONE_FIELDS},
             "dropped_keys": ["lm_head.weight (tied: equal to backbone.embedding.weight)"]
-            if "lm_head.weight" in state_dict else [],
+            if "lm_head.weight" in state_dict
+            else [],
             "parity": {
                 "reference": "transformers Mamba2Model + Linear head on the source tensors",
                 "compared": "sentence logits, float32, before writing and after reloading the written folder",
@@ -186,8 +224,10 @@ def _float_copy(model):
 
 def _check_parity(parity, when):
     if parity["relative_difference"] > PARITY_TOLERANCE:
-        raise ValueError(f"Sentence logits differ from the transformers reference {when}: max |difference| "
-                         f"{parity['max_abs_difference']:.3g} on a scale of {parity['reference_scale']:.3g}.")
+        raise ValueError(
+            f"Sentence logits differ from the transformers reference {when}: max |difference| "
+            f"{parity['max_abs_difference']:.3g} on a scale of {parity['reference_scale']:.3g}."
+        )
 
 
 def _check_weights(reloaded, model):
@@ -198,8 +238,9 @@ def _check_weights(reloaded, model):
 
 
 def _summary(parity):
-    return {key: parity[key] for key in ("max_abs_difference", "reference_scale", "relative_difference",
-                                         "same_ranking")}
+    return {
+        key: parity[key] for key in ("max_abs_difference", "reference_scale", "relative_difference", "same_ranking")
+    }
 
 
 def describe(report):
@@ -208,7 +249,9 @@ def describe(report):
     lines = [f"format: spscanner (mamba2 scanner, dtype {report['dtype']})"]
     for when in ("before_writing", "after_reload"):
         result = parity[when]
-        lines.append(f"parity {when.replace('_', ' ')}: max |logit difference| {result['max_abs_difference']:.3g} "
-                     f"(reference scale {result['reference_scale']:.3g}, relative "
-                     f"{result['relative_difference']:.3g}), same ranking: {result['same_ranking']}")
+        lines.append(
+            f"parity {when.replace('_', ' ')}: max |logit difference| {result['max_abs_difference']:.3g} "
+            f"(reference scale {result['reference_scale']:.3g}, relative "
+            f"{result['relative_difference']:.3g}), same ranking: {result['same_ranking']}"
+        )
     return lines

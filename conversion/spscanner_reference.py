@@ -15,11 +15,22 @@ from transformers import Mamba2Config, Mamba2Model
 def transformers_mamba2_config(config):
     """transformers' Mamba2Config for the backbone of a MambaScannerConfig."""
     return Mamba2Config(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-        state_size=config.state_size, expand=config.expand, conv_kernel=config.conv_kernel,
-        head_dim=config.head_dim, num_heads=config.num_heads, n_groups=config.n_groups, chunk_size=config.chunk_size,
-        layer_norm_epsilon=config.layer_norm_epsilon, use_bias=config.use_bias, use_conv_bias=config.use_conv_bias,
-        residual_in_fp32=config.residual_in_fp32, tie_word_embeddings=False)
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        state_size=config.state_size,
+        expand=config.expand,
+        conv_kernel=config.conv_kernel,
+        head_dim=config.head_dim,
+        num_heads=config.num_heads,
+        n_groups=config.n_groups,
+        chunk_size=config.chunk_size,
+        layer_norm_epsilon=config.layer_norm_epsilon,
+        use_bias=config.use_bias,
+        use_conv_bias=config.use_conv_bias,
+        residual_in_fp32=config.residual_in_fp32,
+        tie_word_embeddings=False,
+    )
 
 
 class TransformersScannerReference(nn.Module):

@@ -30,8 +30,10 @@ def strip_wrapper_prefixes(state_dict):
         while name.startswith(WRAPPER_PREFIXES):
             name = name.split(".", 1)[1]
         if name in stripped:
-            raise CheckpointKeyError(f"Two keys become {name!r} once the wrapper prefixes {WRAPPER_PREFIXES} are removed; "
-                           "the checkpoint mixes wrapped and unwrapped weights.")
+            raise CheckpointKeyError(
+                f"Two keys become {name!r} once the wrapper prefixes {WRAPPER_PREFIXES} are removed; "
+                "the checkpoint mixes wrapped and unwrapped weights."
+            )
         stripped[name] = value
     return stripped
 
@@ -48,16 +50,22 @@ def split_encoders(state_dict):
         return {SHARED: state_dict}
     others = [key for key in state_dict if not key.startswith(prefixes)]
     if others:
-        raise CheckpointKeyError(f"Keys outside the query (lm_q.) and passage (lm_p.) encoders, which a retriever does not "
-                       f"have (a pooler?): {format_keys(others)}.")
-    parts = {role: {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
-             for prefix, role in ENCODER_PREFIXES.items()}
+        raise CheckpointKeyError(
+            f"Keys outside the query (lm_q.) and passage (lm_p.) encoders, which a retriever does not "
+            f"have (a pooler?): {format_keys(others)}."
+        )
+    parts = {
+        role: {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+        for prefix, role in ENCODER_PREFIXES.items()
+    }
     query, document = parts["query"], parts["document"]
     if not query or not document:
         return {SHARED: query or document}
     if set(query) != set(document):
-        raise CheckpointKeyError(f"lm_q and lm_p hold different keys: only in lm_q: {format_keys(set(query) - set(document))}; "
-                       f"only in lm_p: {format_keys(set(document) - set(query))}.")
+        raise CheckpointKeyError(
+            f"lm_q and lm_p hold different keys: only in lm_q: {format_keys(set(query) - set(document))}; "
+            f"only in lm_p: {format_keys(set(document) - set(query))}."
+        )
     if all(query[k].shape == document[k].shape and torch.equal(query[k], document[k]) for k in query):
         return {SHARED: query}
     return parts

@@ -16,10 +16,34 @@ from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrieva
 
 # transformers config field -> retriever config field, for fields copied as they are.
 COPIED_FIELDS = {
-    "mamba": ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel",
-              "time_step_rank", "use_bias", "use_conv_bias", "layer_norm_epsilon", "residual_in_fp32"),
-    "mamba2": ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel", "head_dim",
-               "n_groups", "chunk_size", "use_bias", "use_conv_bias", "layer_norm_epsilon", "residual_in_fp32"),
+    "mamba": (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "state_size",
+        "expand",
+        "conv_kernel",
+        "time_step_rank",
+        "use_bias",
+        "use_conv_bias",
+        "layer_norm_epsilon",
+        "residual_in_fp32",
+    ),
+    "mamba2": (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "state_size",
+        "expand",
+        "conv_kernel",
+        "head_dim",
+        "n_groups",
+        "chunk_size",
+        "use_bias",
+        "use_conv_bias",
+        "layer_norm_epsilon",
+        "residual_in_fp32",
+    ),
 }
 RENAMED_KEYS = {"backbone.embedding.weight": "backbone.embeddings.weight"}
 LM_HEAD = "lm_head.weight"
@@ -29,14 +53,17 @@ def config_from_transformers(hf_config, eos_token_id=0):
     """A MambaRetrievalConfig from a transformers MambaConfig / Mamba2Config dict; unsupported settings refused."""
     model_type = hf_config.get("model_type")
     if model_type not in COPIED_FIELDS:
-        raise ValueError(f"config.json has model_type {model_type!r}; expected 'mamba' or 'mamba2' "
-                         "(a transformers MambaForCausalLM / Mamba2ForCausalLM folder).")
+        raise ValueError(
+            f"config.json has model_type {model_type!r}; expected 'mamba' or 'mamba2' "
+            "(a transformers MambaForCausalLM / Mamba2ForCausalLM folder)."
+        )
     if hf_config.get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act {hf_config['hidden_act']!r} is not supported (only 'silu').")
     missing = [f for f in COPIED_FIELDS[model_type] if f not in hf_config and f != "time_step_rank"]
     if missing:
-        raise ValueError(f"config.json lacks the fields {missing}; write them explicitly rather than rely on "
-                         "transformers' defaults.")
+        raise ValueError(
+            f"config.json lacks the fields {missing}; write them explicitly rather than rely on transformers' defaults."
+        )
     fields = {f: hf_config[f] for f in COPIED_FIELDS[model_type] if f in hf_config}
     if model_type == "mamba2":
         limit = [_json_float(v) for v in hf_config.get("time_step_limit", [0.0, math.inf])]
@@ -44,8 +71,9 @@ def config_from_transformers(hf_config, eos_token_id=0):
             raise ValueError(f"time_step_limit {limit} is not supported (only the default (0, inf)).")
         expected_heads = fields["expand"] * fields["hidden_size"] // fields["head_dim"]
         if hf_config.get("num_heads", expected_heads) != expected_heads:
-            raise ValueError(f"num_heads {hf_config['num_heads']} != expand * hidden_size / head_dim "
-                             f"({expected_heads}).")
+            raise ValueError(
+                f"num_heads {hf_config['num_heads']} != expand * hidden_size / head_dim ({expected_heads})."
+            )
     return MambaRetrievalConfig(backbone=model_type, eos_token_id=eos_token_id, **fields)
 
 
@@ -62,8 +90,10 @@ def map_transformers_keys(state_dict, config):
     embedding = state_dict.get("backbone.embeddings.weight")
     if head is not None and config.get("tie_word_embeddings", True) and embedding is not None:
         if head.shape != embedding.shape or not torch.equal(head, embedding):
-            raise ValueError("lm_head.weight differs from the embedding although tie_word_embeddings is set; "
-                             "the checkpoint is inconsistent.")
+            raise ValueError(
+                "lm_head.weight differs from the embedding although tie_word_embeddings is set; "
+                "the checkpoint is inconsistent."
+            )
     return state_dict
 
 

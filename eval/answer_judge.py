@@ -3,7 +3,7 @@ the sentences a system picks, and is scored by token F1 against the references a
 
 Systems, all in the same run on the same test set (published format, see `spscanner_testset.read_testset`):
 - `scanner`: the top-k units by SPScanner logits (`--scanner MODEL` scores them here; `--logits FILE` reads the file
-  `python -m mamba_retrieval.eval.spscanner_testset` wrote);
+  `mamba-retrieval score-testset` wrote);
 - `bm25`: the top-k units by BM25 (bm25s) against the question;
 - `random`: k units drawn at random (seeded per datapoint);
 - `full-context`: the document from its start, as many units as fit in `--full-context-tokens` tokens.
@@ -17,7 +17,6 @@ malformed judgement and no YES (the malformed one might have been the YES), are 
 OUT/answers.jsonl (every answer and judgement) and OUT/results.json.
 """
 
-import hashlib
 import json
 import random
 import sys
@@ -26,16 +25,29 @@ from pathlib import Path
 
 from mamba_retrieval.eval.bm25_units import BM25Units
 from mamba_retrieval.eval.qa_metrics import best_f1, parse_answer, parse_judge_decision
-from mamba_retrieval.modeling.prompts import load_prompt
-from mamba_retrieval.modeling.scanner.sentence_scanner import join_context, top_k_count, top_k_indices
 from mamba_retrieval.eval.spscanner_testset import question_prefix_length
-from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer
+from mamba_retrieval.modeling.prompts import load_prompt
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
+from mamba_retrieval.modeling.scanner.sentence_scanner import (
+    build_scanner_tokenizer,
+    join_context,
+    top_k_count,
+    top_k_indices,
+)
 
 SYSTEMS = ("scanner", "bm25", "random", "full-context")
 # The original's multiple-choice benchmarks (rag_pipeline/evaluation.py): no F1 for them.
-MULTIPLE_CHOICE = ("longbook_choice_eng", "meetingqa_4k", "meetingqa_16k", "paperqa_4k", "paperqa_16k", "tpo",
-                   "quality", "coursera", "muld_CAC")
+MULTIPLE_CHOICE = (
+    "longbook_choice_eng",
+    "meetingqa_4k",
+    "meetingqa_16k",
+    "paperqa_4k",
+    "paperqa_16k",
+    "tpo",
+    "quality",
+    "coursera",
+    "muld_CAC",
+)
 
 
 def references(point):
@@ -80,9 +92,11 @@ def answer_prompt(system, point, indices):
     units = point["full_text_sentences"]
     if system == "full-context":
         return load_prompt("answer_from_full_context").format(
-            question=point["question"], context="".join(units[i] for i in indices), condition=condition(point))
+            question=point["question"], context="".join(units[i] for i in indices), condition=condition(point)
+        )
     return load_prompt("answer_from_sentences").format(
-        question=point["question"], context=join_context(units, indices), condition=condition(point))
+        question=point["question"], context=join_context(units, indices), condition=condition(point)
+    )
 
 
 def judge_prompt(question, reference, answer):
@@ -92,8 +106,19 @@ def judge_prompt(question, reference, answer):
 class AnswerRun:
     """Answers, judgements and scores of several systems over one test set."""
 
-    def __init__(self, data, answer_client, judge_client, systems, top_k=10, full_context_tokens=120_000,
-                 seed=7906, logits=None, multiple_choice=MULTIPLE_CHOICE, log=None):
+    def __init__(
+        self,
+        data,
+        answer_client,
+        judge_client,
+        systems,
+        top_k=10,
+        full_context_tokens=120_000,
+        seed=7906,
+        logits=None,
+        multiple_choice=MULTIPLE_CHOICE,
+        log=None,
+    ):
         self.data, self.answer_client, self.judge_client = data, answer_client, judge_client
         self.systems, self.top_k, self.budget, self.seed = list(systems), top_k, full_context_tokens, seed
         self.logits, self.multiple_choice, self.log = logits or {}, set(multiple_choice), log or sys.stderr
@@ -103,8 +128,10 @@ class AnswerRun:
             for key, point in points.items():
                 missing = [f for f in ("full_text_sentences", "answer", "question") if f not in point]
                 if missing:
-                    raise ValueError(f"Datapoint {benchmark}/{key} lacks {missing}; answering needs the published "
-                                     "format's full_text_sentences, question and answer.")
+                    raise ValueError(
+                        f"Datapoint {benchmark}/{key} lacks {missing}; answering needs the published "
+                        "format's full_text_sentences, question and answer."
+                    )
 
     def run(self):
 
@@ -117,10 +144,18 @@ class AnswerRun:
                     logits = self.logits.get(benchmark, {}).get(str(key)) if system == "scanner" else None
                     if system == "scanner" and logits is None:
                         raise ValueError(f"No scanner logits for {benchmark}/{key} in the logits file.")
-                    indices = select_units(system, point, self.top_k, self.seed, f"{benchmark}:{key}", logits,
-                                           self.budget, prefix)
-                    records.append({"system": system, "benchmark": benchmark, "key": str(key),
-                                    "n_units": len(indices), "prompt": answer_prompt(system, point, indices)})
+                    indices = select_units(
+                        system, point, self.top_k, self.seed, f"{benchmark}:{key}", logits, self.budget, prefix
+                    )
+                    records.append(
+                        {
+                            "system": system,
+                            "benchmark": benchmark,
+                            "key": str(key),
+                            "n_units": len(indices),
+                            "prompt": answer_prompt(system, point, indices),
+                        }
+                    )
                     record_points.append(point)
         print(f"answering {len(records)} questions ({len(self.systems)} systems)", file=self.log, flush=True)
         answers = _completions(self.answer_client, [r.pop("prompt") for r in records], "answers")
@@ -161,8 +196,10 @@ def _completions(client, prompts, step):
     completions = client.complete_many(prompts)
     failed = [c for c in completions if not c.ok and not c.malformed]
     if failed:
-        raise LLMError(f"{len(failed)} of {len(prompts)} {step} requests failed (first: {failed[0].error}); rerun "
-                       "the same command to retry them (answers so far are cached).")
+        raise LLMError(
+            f"{len(failed)} of {len(prompts)} {step} requests failed (first: {failed[0].error}); rerun "
+            "the same command to retry them (answers so far are cached)."
+        )
     return completions
 
 
@@ -176,15 +213,22 @@ def score(records, data, systems, multiple_choice):
             scored = [r for r in mine if "skipped" not in r]
             correct = sum(r["correct"] for r in scored)
             f1 = None if benchmark in multiple_choice or not scored else sum(r["f1"] for r in scored) / len(scored)
-            rows[benchmark] = {"accuracy": correct / len(scored) if scored else None, "f1": f1, "correct": correct,
-                               "n": len(scored), "skipped": dict(Counter(r["skipped"] for r in mine
-                                                                         if "skipped" in r))}
+            rows[benchmark] = {
+                "accuracy": correct / len(scored) if scored else None,
+                "f1": f1,
+                "correct": correct,
+                "n": len(scored),
+                "skipped": dict(Counter(r["skipped"] for r in mine if "skipped" in r)),
+            }
         accuracies = [row["accuracy"] for row in rows.values() if row["accuracy"] is not None]
         f1s = [row["f1"] for row in rows.values() if row["f1"] is not None]
-        rows["mean"] = {"accuracy": _mean(accuracies), "f1": _mean(f1s),
-                        "correct": sum(row["correct"] for row in rows.values()),
-                        "n": sum(row["n"] for row in rows.values()),
-                        "skipped": sum(sum(row["skipped"].values()) for row in rows.values())}
+        rows["mean"] = {
+            "accuracy": _mean(accuracies),
+            "f1": _mean(f1s),
+            "correct": sum(row["correct"] for row in rows.values()),
+            "n": sum(row["n"] for row in rows.values()),
+            "skipped": sum(sum(row["skipped"].values()) for row in rows.values()),
+        }
         table[system] = rows
     return table
 
@@ -201,8 +245,10 @@ def markdown_tables(table):
     for metric in ("accuracy", "f1"):
         lines = [f"| {b} | " + " | ".join(_cell(table[s][b][metric]) for s in systems) + " |" for b in benchmarks]
         out.append(f"{'Judged accuracy' if metric == 'accuracy' else 'Token F1'}\n\n" + header + "\n".join(lines))
-    counts = ", ".join(f"{s}: {table[s]['mean']['correct']}/{table[s]['mean']['n']} correct, "
-                       f"{table[s]['mean']['skipped']} skipped" for s in systems)
+    counts = ", ".join(
+        f"{s}: {table[s]['mean']['correct']}/{table[s]['mean']['n']} correct, {table[s]['mean']['skipped']} skipped"
+        for s in systems
+    )
     return "\n\n".join(out) + f"\n\n{counts}"
 
 

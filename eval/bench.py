@@ -23,7 +23,6 @@ Writes `bench.json` and `bench.png` into `--output-dir` and prints a table with 
 `bert` from the same run (the machines are shared and noisy: compare ratios, not absolute numbers across runs).
 """
 
-import argparse
 import json
 import os
 import platform
@@ -47,8 +46,17 @@ def flops_per_token(name, length, hidden_size=768, num_hidden_layers=24, state_s
     plus QK^T and AV, 4 * length * 768 per layer. Embedding lookups are free. None for the other models."""
     if name in ("mamba", "mamba-stock"):
         inner, dt_rank = 2 * hidden_size, -(-hidden_size // 16)
-        per_layer = 2 * (hidden_size * 2 * inner + inner * (dt_rank + 2 * state_size) + dt_rank * inner
-                         + inner * hidden_size + 4 * inner) + 9 * inner * state_size
+        per_layer = (
+            2
+            * (
+                hidden_size * 2 * inner
+                + inner * (dt_rank + 2 * state_size)
+                + dt_rank * inner
+                + inner * hidden_size
+                + 4 * inner
+            )
+            + 9 * inner * state_size
+        )
         return num_hidden_layers * per_layer
     if name == "bert":
         width, ffn = 768, 3072
@@ -85,8 +93,9 @@ def build_model(name, shape, max_length):
         if backbone == "mamba":
             model = MambaModel(MambaConfig(vocab_size=VOCAB[backbone], **shape))
         else:
-            model = Mamba2Model(Mamba2Config(vocab_size=VOCAB[backbone], num_heads=2 * shape["hidden_size"] // 64,
-                                             **shape))
+            model = Mamba2Model(
+                Mamba2Config(vocab_size=VOCAB[backbone], num_heads=2 * shape["hidden_size"] // 64, **shape)
+            )
         return model.eval(), lambda ids, **kw: model(input_ids=ids, use_cache=False)
     if name == "bert":
         from transformers import BertConfig, BertModel
@@ -154,8 +163,11 @@ def measure_encode(name, lengths, repeats, max_seconds, stream_chunk_size):
             memory = predicted(memory_points, length)
             available = psutil.virtual_memory().available
             if seconds > max_seconds or memory > 0.8 * available:
-                reason = (f"predicted {seconds:.0f} s > --max-seconds {max_seconds:.0f}" if seconds > max_seconds
-                          else f"predicted {memory / 2**30:.1f} GiB > 80% of the {available / 2**30:.1f} GiB free")
+                reason = (
+                    f"predicted {seconds:.0f} s > --max-seconds {max_seconds:.0f}"
+                    if seconds > max_seconds
+                    else f"predicted {memory / 2**30:.1f} GiB > 80% of the {available / 2**30:.1f} GiB free"
+                )
                 rows.append(dict(length=length, skipped=reason))
                 continue
         input_ids = torch.randint(2, 30000, (1, length), generator=generator)
@@ -167,8 +179,15 @@ def measure_encode(name, lengths, repeats, max_seconds, stream_chunk_size):
                 times.append(time.perf_counter() - start)
         best = min(times)
         over = max(0, peak.peak - rss_loaded)
-        rows.append(dict(length=length, seconds=best, tokens_per_s=length / best, seconds_all=times,
-                         peak_rss_over_loaded_mb=over / 2**20))
+        rows.append(
+            dict(
+                length=length,
+                seconds=best,
+                tokens_per_s=length / best,
+                seconds_all=times,
+                peak_rss_over_loaded_mb=over / 2**20,
+            )
+        )
         time_points.append((length, best))
         memory_points.append((length, max(over, 1)))
     return dict(model=name, weights_mb=weights / 2**20, rss_loaded_mb=rss_loaded / 2**20, rows=rows)
@@ -194,8 +213,15 @@ def measure_training(name, steps, batch=32, length=64):
     for _ in range(steps):
         step(batch)
     seconds = (time.perf_counter() - start) / steps
-    return dict(model=name, parameters=parameters, batch=batch, length=length, steps=steps,
-                seconds_per_step=seconds, tokens_per_s=batch * length / seconds)
+    return dict(
+        model=name,
+        parameters=parameters,
+        batch=batch,
+        length=length,
+        steps=steps,
+        seconds_per_step=seconds,
+        tokens_per_s=batch * length / seconds,
+    )
 
 
 def measure_long_document(tokens, stream_chunk_size):
@@ -210,8 +236,14 @@ def measure_long_document(tokens, stream_chunk_size):
         embedding = model(input_ids=input_ids, output_token_states=False).sentence_embedding
         seconds = time.perf_counter() - start
     assert torch.isfinite(embedding).all()
-    return dict(model="mamba", tokens=tokens, seconds=seconds, tokens_per_s=tokens / seconds,
-                stream_chunk_size=model.stream_chunk_size, peak_rss_total_mb=peak.peak / 2**20)
+    return dict(
+        model="mamba",
+        tokens=tokens,
+        seconds=seconds,
+        tokens_per_s=tokens / seconds,
+        stream_chunk_size=model.stream_chunk_size,
+        peak_rss_total_mb=peak.peak / 2**20,
+    )
 
 
 def worker(job):
@@ -238,7 +270,7 @@ def run_child(job, threads=None):
     process = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     for line in process.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     return {"error": f"exit {process.returncode}: {process.stderr.strip()[-2000:]}"}
 
 
@@ -258,15 +290,23 @@ def machine_description():
                 break
     except OSError:
         pass
-    return dict(cpu=cpu, logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                torch=torch.__version__, python=platform.python_version(), platform=platform.platform())
+    return dict(
+        cpu=cpu,
+        logical_cpus=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(),
+    )
 
 
 def format_table(encode, reference_names=("mamba-stock", "bert")):
     by_model = {entry["model"]: {row["length"]: row for row in entry.get("rows", [])} for entry in encode}
     lengths = sorted({length for rows in by_model.values() for length in rows})
-    lines = [f"{'model':<14}{'length':>8}{'s/doc':>10}{'tok/s':>10}{'GFLOP/s':>9}{'peak MB':>10}"
-             + "".join(f"{'x ' + name:>14}" for name in reference_names)]
+    lines = [
+        f"{'model':<14}{'length':>8}{'s/doc':>10}{'tok/s':>10}{'GFLOP/s':>9}{'peak MB':>10}"
+        + "".join(f"{'x ' + name:>14}" for name in reference_names)
+    ]
     for entry in encode:
         name = entry["model"]
         if "error" in entry:
@@ -282,12 +322,15 @@ def format_table(encode, reference_names=("mamba-stock", "bert")):
             ratios = []
             for reference in reference_names:
                 other = by_model.get(reference, {}).get(length, {})
-                ratios.append(f"{row['tokens_per_s'] / other['tokens_per_s']:>14.2f}" if "tokens_per_s" in other
-                              else f"{'-':>14}")
+                ratios.append(
+                    f"{row['tokens_per_s'] / other['tokens_per_s']:>14.2f}" if "tokens_per_s" in other else f"{'-':>14}"
+                )
             flops = flops_per_token(name, length)
             rate = f"{flops * row['tokens_per_s'] / 1e9:>9.1f}" if flops else f"{'-':>9}"
-            lines.append(f"{name:<14}{length:>8}{row['seconds']:>10.3f}{row['tokens_per_s']:>10.1f}{rate}"
-                         f"{row['peak_rss_over_loaded_mb']:>10.0f}" + "".join(ratios))
+            lines.append(
+                f"{name:<14}{length:>8}{row['seconds']:>10.3f}{row['tokens_per_s']:>10.1f}{rate}"
+                f"{row['peak_rss_over_loaded_mb']:>10.0f}" + "".join(ratios)
+            )
     return "\n".join(lines + [""] + flop_bound_lines(lengths))
 
 
@@ -320,12 +363,26 @@ def run_bench(args):
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     machine = dict(machine_description(), bench_threads=args.threads or "torch default")
-    results = dict(machine=machine, command=" ".join(["mamba-retrieval", "bench", *args.argv]), encode=[], train=[],
-                   long_document=None)
+    results = dict(
+        machine=machine,
+        command=" ".join(["mamba-retrieval", "bench", *args.argv]),
+        encode=[],
+        train=[],
+        long_document=None,
+    )
     for name in args.models:
         print(f"encode: {name} ...", file=sys.stderr, flush=True)
-        entry = run_child(dict(kind="encode", name=name, lengths=args.lengths, repeats=args.repeats,
-                               max_seconds=args.max_seconds, stream_chunk_size=args.stream_chunk_size), args.threads)
+        entry = run_child(
+            dict(
+                kind="encode",
+                name=name,
+                lengths=args.lengths,
+                repeats=args.repeats,
+                max_seconds=args.max_seconds,
+                stream_chunk_size=args.stream_chunk_size,
+            ),
+            args.threads,
+        )
         results["encode"].append(entry if "error" not in entry else dict(model=name, **entry))
     for name in args.train_models:
         print(f"train: {name} ...", file=sys.stderr, flush=True)
@@ -333,8 +390,9 @@ def run_bench(args):
         results["train"].append(entry if "error" not in entry else dict(model=name, **entry))
     if args.long_tokens:
         print(f"long document: {args.long_tokens} tokens ...", file=sys.stderr, flush=True)
-        results["long_document"] = run_child(dict(kind="long", tokens=args.long_tokens,
-                                                  stream_chunk_size=args.stream_chunk_size), args.threads)
+        results["long_document"] = run_child(
+            dict(kind="long", tokens=args.long_tokens, stream_chunk_size=args.stream_chunk_size), args.threads
+        )
 
     print(format_table(results["encode"]))
     if results["train"]:
@@ -345,8 +403,9 @@ def run_bench(args):
                 print(f"{entry['model']:<20}  error: {entry['error'][:200]}")
                 continue
             other = stock.get(entry["model"] + "-stock", {})
-            ratio = f"{entry['tokens_per_s'] / other['tokens_per_s']:>10.1f}" if "tokens_per_s" in other else (
-                f"{'-':>10}")
+            ratio = (
+                f"{entry['tokens_per_s'] / other['tokens_per_s']:>10.1f}" if "tokens_per_s" in other else (f"{'-':>10}")
+            )
             print(f"{entry['model']:<20}{entry['parameters'] / 1e6:>9.1f}M{entry['tokens_per_s']:>10.1f}{ratio}")
     if results["long_document"]:
         entry = results["long_document"]

@@ -10,8 +10,7 @@ class BM25Units:
 
         self.retriever = bm25s.BM25()
         self.retriever.index(bm25s.tokenize(units, stopwords="en", show_progress=False), show_progress=False)
-        self.tokenize = lambda text: bm25s.tokenize([text], stopwords="en", return_ids=False,
-                                                    show_progress=False)[0]
+        self.tokenize = lambda text: bm25s.tokenize([text], stopwords="en", return_ids=False, show_progress=False)[0]
 
     def score(self, query):
         return self.retriever.get_scores(self.tokenize(query)).tolist()

@@ -1,13 +1,12 @@
 """`mamba-retrieval eval MODEL`: mteb retrieval evaluation, resumable, with a summary table of the result files."""
 
-import logging
 from pathlib import Path
 
 import mteb
 
 from mamba_retrieval.eval.model_specs import resolve_model
-from mamba_retrieval.eval.result_files import format_table, results_folder, sourced_scores
-from mamba_retrieval.eval.task_selection import BENCHMARKS, select_tasks
+from mamba_retrieval.eval.result_files import results_folder, sourced_scores
+from mamba_retrieval.eval.task_selection import select_tasks
 
 DEFAULT_OUTPUT = "eval-results"
 
@@ -20,17 +19,32 @@ def pending_tasks(tasks, meta, cache):
         existing = cache.load_task_result(task.metadata.name, meta)
         if existing is not None and existing.dataset_revision != task.metadata.revision:
             path = cache.get_task_result_path(task.metadata.name, meta)
-            raise FileExistsError(f"{path} holds results on dataset revision {existing.dataset_revision}, but "
-                                  f"{task.metadata.name} is now revision {task.metadata.revision} (its data "
-                                  "changed); move that file away or choose another --output.")
+            raise FileExistsError(
+                f"{path} holds results on dataset revision {existing.dataset_revision}, but "
+                f"{task.metadata.name} is now revision {task.metadata.revision} (its data "
+                "changed); move that file away or choose another --output."
+            )
         if existing is None or existing.get_missing_evaluations(task):
             pending.append(task)
     return pending
 
 
-def evaluate(model, *, tasks=(), benchmark=None, beir_dirs=(), split=None, batch_size=32, max_length=None,
-             output=DEFAULT_OUTPUT, model_name=None, revision=None, loco_dir=None, show_progress_bar=True,
-             log=print):
+def evaluate(
+    model,
+    *,
+    tasks=(),
+    benchmark=None,
+    beir_dirs=(),
+    split=None,
+    batch_size=32,
+    max_length=None,
+    output=DEFAULT_OUTPUT,
+    model_name=None,
+    revision=None,
+    loco_dir=None,
+    show_progress_bar=True,
+    log=print,
+):
     """Run MODEL on the selected tasks; returns (result folder, scores read back from its files)."""
     meta = resolve_model(model, name=model_name, revision=revision, max_length=max_length)
     task_objects = select_tasks(tasks, benchmark, beir_dirs, split, loco_dir)
@@ -39,9 +53,15 @@ def evaluate(model, *, tasks=(), benchmark=None, beir_dirs=(), split=None, batch
     for task in task_objects:
         log(f"{task.metadata.name}: {'to run' if task in pending else 'done already (result file found), skipped'}")
     if pending:
-        mteb.evaluate(meta, pending, cache=cache, overwrite_strategy="only-missing", raise_error=True,
-                      encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
-                      show_progress_bar=show_progress_bar)
+        mteb.evaluate(
+            meta,
+            pending,
+            cache=cache,
+            overwrite_strategy="only-missing",
+            raise_error=True,
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
+            show_progress_bar=show_progress_bar,
+        )
     folder = results_folder(output, meta)
     scores = []
     for task in task_objects:

@@ -17,8 +17,6 @@ import mteb
 from mteb.models import ModelMeta, SentenceTransformerEncoderWrapper
 from safetensors import safe_open
 
-from mamba_retrieval.modeling.pretrained import resolve_shipped
-
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import read_task_result, task_result_files
 from mamba_retrieval.eval.task_selection import get_named_task
@@ -47,15 +45,27 @@ def count_parameters(folder):
     return count, sum(path.stat().st_size for path in files)
 
 
-def build_model_meta(folder, *, name, revision, release_date=None, license="apache-2.0", training_datasets=None,
-                     adapted_from=None, public_training_code=None, languages=("eng-Latn",)):
+def build_model_meta(
+    folder,
+    *,
+    name,
+    revision,
+    release_date=None,
+    license="apache-2.0",
+    training_datasets=None,
+    adapted_from=None,
+    public_training_code=None,
+    languages=("eng-Latn",),
+):
     """The leaderboard ModelMeta of a Hub folder, validated by mteb (pydantic) as it is built."""
     folder = Path(folder)
     config = _read_json(folder / "config.json")
     st_config = _read_json(folder / "config_sentence_transformers.json")
     if not config or not st_config:
-        raise FileNotFoundError(f"{folder} is not a sentence-transformers Hub folder (config.json and "
-                                "config_sentence_transformers.json are needed).")
+        raise FileNotFoundError(
+            f"{folder} is not a sentence-transformers Hub folder (config.json and "
+            "config_sentence_transformers.json are needed)."
+        )
     for dataset in training_datasets or ():
         get_named_task(dataset)  # a training set must be an mteb task name: the leaderboard marks overlap by it
     n_parameters, weight_bytes = count_parameters(folder)
@@ -89,9 +99,11 @@ def build_model_meta(folder, *, name, revision, release_date=None, license="apac
 def model_meta_snippet(meta):
     """Python source for the mteb repository; `exec` of it yields a ModelMeta equal to `meta`."""
     variable = meta.name.split("/")[-1].replace("-", "_").replace(".", "_").lower()
-    return ("from mteb.models.model_meta import ModelMeta, ScoringFunction\n"
-            "from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper\n\n"
-            f"{variable} = {meta.to_python()}\n")
+    return (
+        "from mteb.models.model_meta import ModelMeta, ScoringFunction\n"
+        "from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper\n\n"
+        f"{variable} = {meta.to_python()}\n"
+    )
 
 
 def find_model_results(results_dir, meta):
@@ -100,25 +112,39 @@ def find_model_results(results_dir, meta):
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"Results folder {results_dir} does not exist; run `mamba-retrieval eval` first.")
-    root = results_dir if results_dir.name == "results" or not (results_dir / "results").is_dir() \
+    root = (
+        results_dir
+        if results_dir.name == "results" or not (results_dir / "results").is_dir()
         else results_dir / "results"
+    )
     cache = mteb.ResultCache(root.parent)
     folder = cache.get_task_result_path(task_name="_", model_name=meta).parent
     if folder.is_dir() and task_result_files(folder):
         stored = _read_json(folder / "model_meta.json")
         if stored and (stored.get("name"), stored.get("revision")) != (meta.name, meta.revision):
-            raise ValueError(f"{folder}/model_meta.json is for {stored.get('name')} @ {stored.get('revision')}, "
-                             f"not {meta.name} @ {meta.revision}.")
+            raise ValueError(
+                f"{folder}/model_meta.json is for {stored.get('name')} @ {stored.get('revision')}, "
+                f"not {meta.name} @ {meta.revision}."
+            )
         return folder
-    found = sorted(f"{path.parent.parent.name.replace('__', '/')} @ {path.parent.name}"
-                   for path in root.glob("*/*/model_meta.json"))
-    raise ValueError(f"{results_dir} has no results for {meta.name} @ {meta.revision} (expected in {folder}). "
-                     + (f"It holds results for: {'; '.join(found)}. Pass the model those results are for, or "
-                        "--eval-name/--eval-revision as given to eval." if found else "It holds no results."))
+    found = sorted(
+        f"{path.parent.parent.name.replace('__', '/')} @ {path.parent.name}"
+        for path in root.glob("*/*/model_meta.json")
+    )
+    raise ValueError(
+        f"{results_dir} has no results for {meta.name} @ {meta.revision} (expected in {folder}). "
+        + (
+            f"It holds results for: {'; '.join(found)}. Pass the model those results are for, or "
+            "--eval-name/--eval-revision as given to eval."
+            if found
+            else "It holds no results."
+        )
+    )
 
 
-def write_bundle(model, results_dir, out_dir, *, name, revision, eval_name=None, eval_revision=None, force=False,
-                 **meta_fields):
+def write_bundle(
+    model, results_dir, out_dir, *, name, revision, eval_name=None, eval_revision=None, force=False, **meta_fields
+):
     """Write the submission; returns (snippet path, results folder, names of left-out local tasks)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:

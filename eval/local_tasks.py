@@ -21,20 +21,27 @@ def check_beir_folder(folder, splits=None):
     """Raise a clear error unless `folder` is a BEIR-layout folder with qrels for every split in `splits`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"BEIR folder {folder} does not exist; pass a folder holding corpus.jsonl, "
-                                "queries.jsonl and qrels/<split>.tsv.")
+        raise FileNotFoundError(
+            f"BEIR folder {folder} does not exist; pass a folder holding corpus.jsonl, "
+            "queries.jsonl and qrels/<split>.tsv."
+        )
     missing = [name for name in BEIR_FILES if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"BEIR folder {folder} has no {', '.join(missing)}; a BEIR folder holds "
-                                "corpus.jsonl, queries.jsonl and qrels/<split>.tsv.")
+        raise FileNotFoundError(
+            f"BEIR folder {folder} has no {', '.join(missing)}; a BEIR folder holds "
+            "corpus.jsonl, queries.jsonl and qrels/<split>.tsv."
+        )
     available = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
     if not available:
-        raise FileNotFoundError(f"BEIR folder {folder} has no qrels/<split>.tsv files; relevance judgements are "
-                                "needed to score retrieval.")
+        raise FileNotFoundError(
+            f"BEIR folder {folder} has no qrels/<split>.tsv files; relevance judgements are needed to score retrieval."
+        )
     for split in splits or ():
         if split not in available:
-            raise FileNotFoundError(f"BEIR folder {folder} has no qrels/{split}.tsv; its splits are "
-                                    f"{', '.join(available)} (choose one with --split).")
+            raise FileNotFoundError(
+                f"BEIR folder {folder} has no qrels/{split}.tsv; its splits are "
+                f"{', '.join(available)} (choose one with --split)."
+            )
     return available
 
 
@@ -87,13 +94,15 @@ def read_beir_split(folder, split):
         if str(row["_id"]) in qrels:
             queries["id"].append(str(row["_id"]))
             queries["text"].append(row["text"])
-    return RetrievalSplitData(corpus=Dataset.from_dict(corpus), queries=Dataset.from_dict(queries),
-                              relevant_docs=qrels, top_ranked=None)
+    return RetrievalSplitData(
+        corpus=Dataset.from_dict(corpus), queries=Dataset.from_dict(queries), relevant_docs=qrels, top_ranked=None
+    )
 
 
 class LocalBeirRetrieval(AbsTaskRetrieval):
     """A retrieval task whose data is a local BEIR folder. mteb keeps a task's metadata on its class (it drops
     instance copies when unloading data), so each folder gets its own subclass: use `local_beir_task`."""
+
     folder: Path
 
     def load_data(self, num_proc=None, *, timer=None, **kwargs):
@@ -119,6 +128,7 @@ def local_beir_task(folder, splits=("test",), name=None, language="eng-Latn"):
         eval_langs=[language],
         main_score="ndcg_at_10",
     )
-    task_class = type(f"LocalBeirRetrieval[{metadata.name}]", (LocalBeirRetrieval,),
-                      {"metadata": metadata, "folder": folder})
+    task_class = type(
+        f"LocalBeirRetrieval[{metadata.name}]", (LocalBeirRetrieval,), {"metadata": metadata, "folder": folder}
+    )
     return task_class()

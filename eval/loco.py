@@ -55,8 +55,10 @@ def _sources(loco_dir):
     queries, documents = loco_dir / "LoCoV1-Queries", loco_dir / "LoCoV1-Documents"
     for folder in (queries, documents):
         if not folder.is_dir():
-            raise FileNotFoundError(f"LoCo folder {loco_dir} has no {folder.name}/; it must hold LoCoV1-Queries/ and "
-                                    "LoCoV1-Documents/ (local copies of the Hub datasets).")
+            raise FileNotFoundError(
+                f"LoCo folder {loco_dir} has no {folder.name}/; it must hold LoCoV1-Queries/ and "
+                "LoCoV1-Documents/ (local copies of the Hub datasets)."
+            )
     return str(queries), str(documents), True
 
 
@@ -65,8 +67,7 @@ def read_loco_split(subtask, loco_dir=None):
     queries = _load_table(queries_source, local).filter(lambda row: row["dataset"] == subtask)
     documents = _load_table(documents_source, local).filter(lambda row: row["dataset"] == subtask)
     if len(queries) == 0 or len(documents) == 0:
-        raise ValueError(f"LoCoV1 data at {queries_source} / {documents_source} has no rows for sub-task "
-                         f"{subtask!r}.")
+        raise ValueError(f"LoCoV1 data at {queries_source} / {documents_source} has no rows for sub-task {subtask!r}.")
     qrels = {str(row["qid"]): {str(pid): 1 for pid in row["answer_pids"]} for row in queries}
     return RetrievalSplitData(
         corpus=Dataset.from_dict({"id": [str(pid) for pid in documents["pid"]], "text": documents["passage"]}),
@@ -107,6 +108,9 @@ def loco_task(task_name, loco_dir=None):
         eval_langs=["eng-Latn"],
         main_score="ndcg_at_10",
     )
-    task_class = type(f"LoCoV1Retrieval[{task_name}]", (LoCoV1Retrieval,),
-                      {"metadata": metadata, "subtask": subtask, "loco_dir": loco_dir})
+    task_class = type(
+        f"LoCoV1Retrieval[{task_name}]",
+        (LoCoV1Retrieval,),
+        {"metadata": metadata, "subtask": subtask, "loco_dir": loco_dir},
+    )
     return task_class()

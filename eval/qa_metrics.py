@@ -47,7 +47,7 @@ def parse_answer(output):
 
 
 def parse_judge_decision(output):
-    """"yes" or "no"; ValueError when the output holds no YES/NO decision."""
+    """ "yes" or "no"; ValueError when the output holds no YES/NO decision."""
     output = output.replace("**", "").replace("::", ":").replace("Decision: ", "DECISION:")
     if "DECISION:" not in output:
         raise ValueError("no DECISION: keyword")

@@ -12,8 +12,12 @@ from mteb import ResultCache
 from mteb.results import TaskResult
 
 METADATA_FILES = ("model_meta.json",)
-METRIC_LABELS = {"ndcg_at_10": "nDCG@10", "mrr_at_10": "MRR@10", "recall_at_1000": "Recall@1000",
-                 "recall_at_100": "Recall@100"}
+METRIC_LABELS = {
+    "ndcg_at_10": "nDCG@10",
+    "mrr_at_10": "MRR@10",
+    "recall_at_1000": "Recall@1000",
+    "recall_at_100": "Recall@100",
+}
 
 
 def summary_metrics(task_name):
@@ -26,6 +30,7 @@ def summary_metrics(task_name):
 @dataclass(frozen=True)
 class Score:
     """One number and where it came from."""
+
     task: str
     split: str
     subset: str
@@ -63,9 +68,18 @@ def sourced_scores(path, metrics=None):
             for metric in metrics or summary_metrics(result.task_name):
                 if metric not in entry:
                     raise ValueError(f"{path} has no {metric!r} score for split {split!r}; cannot print it.")
-                scores.append(Score(result.task_name, split, entry.get("hf_subset", "default"), metric,
-                                    float(entry[metric]), Path(path), result.dataset_revision,
-                                    entry.get("mteb_version") or result.mteb_version))
+                scores.append(
+                    Score(
+                        result.task_name,
+                        split,
+                        entry.get("hf_subset", "default"),
+                        metric,
+                        float(entry[metric]),
+                        Path(path),
+                        result.dataset_revision,
+                        entry.get("mteb_version") or result.mteb_version,
+                    )
+                )
     return scores
 
 

@@ -14,7 +14,7 @@ import pickle
 import sys
 from pathlib import Path
 
-from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner, score_document
+from mamba_retrieval.modeling.scanner.sentence_scanner import score_document
 
 FIELDS = ("input_ids", "question", "sentence_indices")
 
@@ -44,10 +44,11 @@ def question_prefix_length(tokenizer, point, suffix="\n"):
     input_ids = list(point["input_ids"])
     for text in (point["question"], point["question"].strip() + suffix):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if input_ids[:len(ids)] == ids:
+        if input_ids[: len(ids)] == ids:
             return len(ids)
-    raise ValueError("input_ids do not start with the tokens of the question; is this a test set of the "
-                     "published format?")
+    raise ValueError(
+        "input_ids do not start with the tokens of the question; is this a test set of the published format?"
+    )
 
 
 def score_testset(scanner, data, window_size=None, log=None):
@@ -61,12 +62,15 @@ def score_testset(scanner, data, window_size=None, log=None):
             prefix = question_prefix_length(scanner.tokenizer, point, scanner.model.config.question_suffix)
             input_ids, ends = list(point["input_ids"]), list(point["sentence_indices"])
             if "full_text_sentences" in point and len(point["full_text_sentences"]) != len(ends):
-                raise ValueError(f"{benchmark}/{key}: {len(point['full_text_sentences'])} sentences but "
-                                 f"{len(ends)} sentence_indices.")
+                raise ValueError(
+                    f"{benchmark}/{key}: {len(point['full_text_sentences'])} sentences but "
+                    f"{len(ends)} sentence_indices."
+                )
             if not ends or ends[0] < prefix or ends[-1] >= len(input_ids):
                 raise ValueError(f"{benchmark}/{key}: sentence_indices must lie in the document part of input_ids.")
             logits[benchmark][key] = score_document(
-                scanner.model, input_ids[:prefix], input_ids[prefix:], [end - prefix for end in ends], window_size)
+                scanner.model, input_ids[:prefix], input_ids[prefix:], [end - prefix for end in ends], window_size
+            )
             done += 1
             print(f"[{done}/{total}] {benchmark} {key}: {len(ends)} sentences", file=log, flush=True)
     return logits

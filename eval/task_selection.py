@@ -7,8 +7,21 @@ from mamba_retrieval.eval.loco import LOCO_SUBTASKS, loco_task
 
 # The 13 public BEIR datasets of the Mamba Retriever paper (its Table 2, as in RepLLaMA), by their mteb names;
 # `--benchmark BEIR` adds MS MARCO (dev), the paper's in-domain set.
-BEIR_13 = ("ArguAna", "ClimateFEVER", "DBPedia", "FEVER", "FiQA2018", "HotpotQA", "NFCorpus", "NQ",
-           "QuoraRetrieval", "SCIDOCS", "SciFact", "TRECCOVID", "Touche2020")
+BEIR_13 = (
+    "ArguAna",
+    "ClimateFEVER",
+    "DBPedia",
+    "FEVER",
+    "FiQA2018",
+    "HotpotQA",
+    "NFCorpus",
+    "NQ",
+    "QuoraRetrieval",
+    "SCIDOCS",
+    "SciFact",
+    "TRECCOVID",
+    "Touche2020",
+)
 BENCHMARKS = {
     "BEIR": BEIR_13 + ("MSMARCO",),
     "LongEmbed": None,  # mteb's own benchmark of that name
@@ -22,8 +35,10 @@ def get_named_task(name, loco_dir=None):
     try:
         return mteb.get_task(name)
     except KeyError:
-        raise ValueError(f"No task named {name!r} in mteb {mteb.__version__} or LoCoV1; see `mteb.get_tasks()` for "
-                       "task names, or pass a local folder with --beir-dir.") from None
+        raise ValueError(
+            f"No task named {name!r} in mteb {mteb.__version__} or LoCoV1; see `mteb.get_tasks()` for "
+            "task names, or pass a local folder with --beir-dir."
+        ) from None
 
 
 def benchmark_task_names(benchmark):
@@ -31,8 +46,9 @@ def benchmark_task_names(benchmark):
         try:
             return [task.metadata.name for task in mteb.get_benchmark(benchmark).tasks]
         except (KeyError, ValueError):
-            raise ValueError(f"No benchmark named {benchmark!r}: use {', '.join(BENCHMARKS)} or an mteb benchmark "
-                           "name.") from None
+            raise ValueError(
+                f"No benchmark named {benchmark!r}: use {', '.join(BENCHMARKS)} or an mteb benchmark name."
+            ) from None
     names = BENCHMARKS[benchmark]
     if names is None:
         names = [task.metadata.name for task in mteb.get_benchmark(benchmark).tasks]
@@ -49,8 +65,10 @@ def select_tasks(task_names=(), benchmark=None, beir_dirs=(), split=None, loco_d
         task = get_named_task(name, loco_dir)
         if split is not None:
             if split not in task.metadata.eval_splits:
-                raise ValueError(f"Task {name} has no split {split!r}; its evaluation splits are "
-                                 f"{', '.join(task.metadata.eval_splits)}.")
+                raise ValueError(
+                    f"Task {name} has no split {split!r}; its evaluation splits are "
+                    f"{', '.join(task.metadata.eval_splits)}."
+                )
             task = task.filter_eval_splits([split])
         tasks.append(task)
     for folder in beir_dirs or ():
@@ -60,7 +78,8 @@ def select_tasks(task_names=(), benchmark=None, beir_dirs=(), split=None, loco_d
     seen = set()
     for task in tasks:
         if task.metadata.name in seen:
-            raise ValueError(f"Two tasks are named {task.metadata.name!r}; each needs its own name (rename a "
-                             "--beir-dir folder).")
+            raise ValueError(
+                f"Two tasks are named {task.metadata.name!r}; each needs its own name (rename a --beir-dir folder)."
+            )
         seen.add(task.metadata.name)
     return tasks

@@ -17,12 +17,18 @@ def record_metrics(folder, results_dir, metric="ndcg_at_10"):
     if not record_file.is_file():
         raise FileNotFoundError(f"{record_file} does not exist; metrics are recorded beside a training record.")
     results = find_model_results(results_dir, resolve_model(str(folder)))
-    scores = [score for path in task_result_files(results) for score in sourced_scores(path, [metric])
-              if score.split == "test"]  # the zero-shot scores; a dev run in the same file is not a final metric
+    scores = [
+        score
+        for path in task_result_files(results)
+        for score in sourced_scores(path, [metric])
+        if score.split == "test"
+    ]  # the zero-shot scores; a dev run in the same file is not a final metric
     record = json.loads(record_file.read_text())
-    record["metrics"] = {metric: {score.task: round(score.value, 5) for score in scores},
-                         "split": sorted({score.split for score in scores}),
-                         "result_files": sorted({_relative(score.file) for score in scores})}
+    record["metrics"] = {
+        metric: {score.task: round(score.value, 5) for score in scores},
+        "split": sorted({score.split for score in scores}),
+        "result_files": sorted({_relative(score.file) for score in scores}),
+    }
     record_file.write_text(json.dumps(record, indent=2) + "\n")
     return record["metrics"]
 

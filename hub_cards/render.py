@@ -56,19 +56,37 @@ def other_runs(results_root, exclude):
 def eval_table(model_folder, baselines):
     """Markdown rows: task, split, metric, this model, each baseline, dataset revision, mteb version."""
     # Labels and versions go in code spans: names such as `b_0.4__k1_0.9` are not scores.
-    header = ["task", "split", "metric", "this model", *[f"`{label}`" for label, _ in baselines],
-              "dataset revision", "mteb"]
+    header = [
+        "task",
+        "split",
+        "metric",
+        "this model",
+        *[f"`{label}`" for label, _ in baselines],
+        "dataset revision",
+        "mteb",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     scores = []
     for path in task_result_files(model_folder):
         for score in sourced_scores(path):
-            cells = [score.task if score.subset == "default" else f"{score.task} ({score.subset})", score.split,
-                     METRIC_LABELS.get(score.metric, score.metric), percent(score.value)]
+            cells = [
+                score.task if score.subset == "default" else f"{score.task} ({score.subset})",
+                score.split,
+                METRIC_LABELS.get(score.metric, score.metric),
+                percent(score.value),
+            ]
             scores.append(score)
             for _, folder in baselines:
                 other = folder / path.name
-                match = [s for s in sourced_scores(other, [score.metric])
-                         if (s.split, s.subset) == (score.split, score.subset)] if other.is_file() else []
+                match = (
+                    [
+                        s
+                        for s in sourced_scores(other, [score.metric])
+                        if (s.split, s.subset) == (score.split, score.subset)
+                    ]
+                    if other.is_file()
+                    else []
+                )
                 cells.append(percent(match[0].value) if match else "-")
                 scores.extend(match)
             cells += [f"`{score.dataset_revision}`", f"`{score.mteb_version}`"]
@@ -83,8 +101,9 @@ def check_sourced(table, scores):
     allowed = {percent(score.value) for score in scores}
     for number in NUMBER.findall(re.sub(r"`[^`]*`", "", table)):
         if number not in allowed:
-            raise UnsourcedNumberError(f"The evaluation table holds {number}, which no result file gives; "
-                                       "refusing to print it.")
+            raise UnsourcedNumberError(
+                f"The evaluation table holds {number}, which no result file gives; refusing to print it."
+            )
 
 
 def eval_section(model_folder, baselines):
@@ -92,8 +111,10 @@ def eval_section(model_folder, baselines):
     check_sourced(table, scores)
     files = sorted({score.file for score in scores})
     sources = "\n".join(f"- `{path.parent.name}/{path.name}` ({path.parent})" for path in files)
-    return (f"Scores × 100, computed by mteb (pytrec_eval) and read from its result files:\n\n{table}\n\n"
-            f"Result files:\n\n{sources}\n"), scores
+    return (
+        f"Scores × 100, computed by mteb (pytrec_eval) and read from its result files:\n\n{table}\n\n"
+        f"Result files:\n\n{sources}\n"
+    ), scores
 
 
 def training_section(folder):
@@ -120,8 +141,11 @@ def _stage_lines(record):
     if record.get("teacher"):
         lines.append(f"- teacher: `{record['teacher']}`")
     lines += [f"- data: `{item}`" for item in record.get("data", [])]
-    settings = {key: record[key] for key in ("seed", "steps", "batch_size", "learning_rate", "temperature",
-                                             "rows_only", "row_map") if key in record}
+    settings = {
+        key: record[key]
+        for key in ("seed", "steps", "batch_size", "learning_rate", "temperature", "rows_only", "row_map")
+        if key in record
+    }
     if settings:
         lines.append("- settings: " + ", ".join(f"{key} `{value}`" for key, value in settings.items()))
     last = (record.get("log") or [{}])[-1]
@@ -136,13 +160,25 @@ def shipped_usage(folder):
     folder = Path(folder).resolve()
     if folder.parent != PRETRAINED_DIR.resolve():
         return ""
-    return (f"This model also ships inside the `mamba-retrieval` package, and loads offline from there: "
-            f"`SentenceTransformer(mamba_retrieval.modeling.pretrained.model_path({folder.name!r}), "
-            f"trust_remote_code=True)`; the CLI takes the name `{folder.name}`. From the Hub:\n\n")
+    return (
+        f"This model also ships inside the `mamba-retrieval` package, and loads offline from there: "
+        f"`SentenceTransformer(mamba_retrieval.modeling.pretrained.model_path({folder.name!r}), "
+        f"trust_remote_code=True)`; the CLI takes the name `{folder.name}`. From the Hub:\n\n"
+    )
 
 
-def render_card(folder, results_dir, *, repo_id=None, revision=None, eval_name=None, eval_revision=None,
-                base_model=None, license="apache-2.0", baselines=True):
+def render_card(
+    folder,
+    results_dir,
+    *,
+    repo_id=None,
+    revision=None,
+    eval_name=None,
+    eval_revision=None,
+    base_model=None,
+    license="apache-2.0",
+    baselines=True,
+):
     """The README.md text for Hub folder `folder` and its results in `results_dir` (an eval --output folder)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -150,16 +186,29 @@ def render_card(folder, results_dir, *, repo_id=None, revision=None, eval_name=N
     config = _read_json(folder / "config.json")
     st_config = _read_json(folder / "config_sentence_transformers.json")
     if not config or not st_config:
-        raise FileNotFoundError(f"{folder} is not a Hub folder of this project (config.json and "
-                                "config_sentence_transformers.json are needed).")
+        raise FileNotFoundError(
+            f"{folder} is not a Hub folder of this project (config.json and "
+            "config_sentence_transformers.json are needed)."
+        )
     meta = resolve_model(str(folder), name=eval_name, revision=eval_revision)
     model_results = find_model_results(results_dir, meta)
-    runs = other_runs(model_results.parents[1] if model_results.parent.name != "experiments"
-                      else model_results.parents[3], model_results) if baselines else []
+    runs = (
+        other_runs(
+            model_results.parents[1] if model_results.parent.name != "experiments" else model_results.parents[3],
+            model_results,
+        )
+        if baselines
+        else []
+    )
     section, _ = eval_section(model_results, runs)
     prompts = st_config.get("prompts") or {}
-    front = {"library_name": "sentence-transformers", "pipeline_tag": "sentence-similarity", "tags": TAGS,
-             "license": license, "language": ["en"]}
+    front = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": TAGS,
+        "license": license,
+        "language": ["en"],
+    }
     if base_model:
         front["base_model"] = base_model
     n_parameters, _ = count_parameters(folder)

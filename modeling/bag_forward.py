@@ -39,8 +39,10 @@ def check_bag_structure(model, max_decay=1e-6):
         if config.pooling != "lasttoken":
             problems.append(f"pooling is {config.pooling!r}, not 'lasttoken'")
     if problems:
-        raise ValueError("Rows-only training needs the bag-of-embeddings start (distil --init-embeddings bag, "
-                         "untrained or trained rows-only): " + "; ".join(problems) + ".")
+        raise ValueError(
+            "Rows-only training needs the bag-of-embeddings start (distil --init-embeddings bag, "
+            "untrained or trained rows-only): " + "; ".join(problems) + "."
+        )
 
 
 def bag_embedding(model, input_ids, attention_mask):

@@ -91,8 +91,10 @@ class MambaRetrievalConfig(PretrainedConfig):
                     f"expand * hidden_size ({self.intermediate_size}) must be a multiple of head_dim ({head_dim})"
                 )
             if (self.intermediate_size // head_dim) % n_groups:
-                raise ValueError(f"the number of heads ({self.intermediate_size // head_dim}) must be a multiple "
-                                 f"of n_groups ({n_groups})")
+                raise ValueError(
+                    f"the number of heads ({self.intermediate_size // head_dim}) must be a multiple "
+                    f"of n_groups ({n_groups})"
+                )
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,

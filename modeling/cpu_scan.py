@@ -39,8 +39,10 @@ if numba is not None:
     @intrinsic
     def _int_bits_as_float(typingctx, bits):
         """Reinterpret int32 bits as float32 (a free bitcast, vectorisable)."""
+
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], llvmlite.ir.FloatType())
+
         return types.float32(types.int32), codegen
 
     _LOG2E, _LN2_HI, _LN2_LO = np.float32(1.44269504088896341), np.float32(0.693359375), np.float32(-2.12194440e-4)
@@ -96,7 +98,8 @@ if numba is not None:
 
     @njit(parallel=True, fastmath=True, cache=True)
     def _backward_kernel(u, dt, AT, B, C, D, dy, du, ddt, dAT, dB_part, dC_part, dD):
-        """Gradients of `_forward_kernel` from a zero initial state. dB_part, dC_part: (blocks, batch, length, state) partial sums, one slice per channel block."""
+        """Gradients of `_forward_kernel` from a zero initial state. dB_part, dC_part: (blocks, batch, length, state)
+        partial sums, one slice per channel block."""
         batch, length, channels = u.shape
         nstate = AT.shape[0]
         nblocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
@@ -175,8 +178,11 @@ def _torch_bxl(array):
 def _scan_core(u, dt, A, B, C, D, initial_state=None):
     """y = scan + D u, and the final state (batch, channels, state); all float32."""
     batch, channels, length = u.shape
-    state = (np.zeros((batch, A.shape[1], channels), dtype=np.float32) if initial_state is None
-             else _numpy(initial_state.transpose(1, 2)).copy())
+    state = (
+        np.zeros((batch, A.shape[1], channels), dtype=np.float32)
+        if initial_state is None
+        else _numpy(initial_state.transpose(1, 2)).copy()
+    )
     y = np.empty((batch, length, channels), dtype=np.float32)
     _forward_kernel(_blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), state, y)
     return _torch_bxl(y), torch.from_numpy(state).transpose(1, 2)
@@ -200,10 +206,17 @@ class _FusedScanCore(torch.autograd.Function):
         du, ddt = (np.empty((batch, length, channels), np.float32) for _ in range(2))
         dAT, dD = np.empty((nstate, channels), np.float32), np.empty(channels, np.float32)
         dB_part, dC_part = (np.empty((nblocks, batch, length, nstate), np.float32) for _ in range(2))
-        _backward_kernel(_blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), _blc(dy),
-                         du, ddt, dAT, dB_part, dC_part, dD)
-        return (_torch_bxl(du), _torch_bxl(ddt), torch.from_numpy(dAT).t(), _torch_bxl(dB_part.sum(0)),
-                _torch_bxl(dC_part.sum(0)), torch.from_numpy(dD))
+        _backward_kernel(
+            _blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), _blc(dy), du, ddt, dAT, dB_part, dC_part, dD
+        )
+        return (
+            _torch_bxl(du),
+            _torch_bxl(ddt),
+            torch.from_numpy(dAT).t(),
+            _torch_bxl(dB_part.sum(0)),
+            _torch_bxl(dC_part.sum(0)),
+            torch.from_numpy(dD),
+        )
 
 
 def fused_selective_scan(u, delta, A, B, C, D, z, delta_bias, initial_state=None, return_final_state=False):
@@ -218,8 +231,10 @@ def fused_selective_scan(u, delta, A, B, C, D, z, delta_bias, initial_state=None
     if initial_state is None and not return_final_state:
         y = _FusedScanCore.apply(*core)
     elif torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)):
-        raise RuntimeError("fused_selective_scan with a carried state is inference-only; run it under "
-                           "torch.no_grad() or without initial_state/return_final_state.")
+        raise RuntimeError(
+            "fused_selective_scan with a carried state is inference-only; run it under "
+            "torch.no_grad() or without initial_state/return_final_state."
+        )
     else:
         y, state = _scan_core(*core, initial_state=initial_state)
     out = (y * F.silu(z.float())).to(u.dtype)

@@ -83,8 +83,9 @@ def read_corpus(path):
     for rows, row in enumerate(read_jsonl(path), 1):
         doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
         if doc_id is None or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}: document {rows}: expected a JSON object with '_id' (or 'id') and a string "
-                             "'text'.")
+            raise ValueError(
+                f"{path}: document {rows}: expected a JSON object with '_id' (or 'id') and a string 'text'."
+            )
         yield str(doc_id), row.get("title") or "", row["text"]
     if not rows:
         raise ValueError(f"{path} holds no documents.")

@@ -18,8 +18,10 @@ LARGE = 1 << 28  # bytes from which hashing one file shows a progress bar
 
 def _update(digest, path):
     size = Path(path).stat().st_size
-    with open(path, "rb") as handle, tqdm(total=size, unit="B", unit_scale=True, desc=f"hashing {Path(path).name}",
-                                          disable=size < LARGE) as bar:
+    with (
+        open(path, "rb") as handle,
+        tqdm(total=size, unit="B", unit_scale=True, desc=f"hashing {Path(path).name}", disable=size < LARGE) as bar,
+    ):
         while block := handle.read(BLOCK):
             digest.update(block)
             bar.update(len(block))
@@ -45,6 +47,7 @@ def weights_hash(folder):
     folder = Path(folder)
     files = sorted({path for pattern in WEIGHT_PATTERNS for path in folder.rglob(pattern) if path.is_file()})
     if not any(path.name != "config.json" for path in files):
-        raise FileNotFoundError(f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model "
-                                "folder?")
+        raise FileNotFoundError(
+            f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model folder?"
+        )
     return files_hash(folder, files)

@@ -28,8 +28,16 @@ AUTO_MAP = {
 }
 DEFAULT_PROMPTS = {"query": "", "document": ""}
 # Keys that describe how a tokenizer was loaded, not what it is; they break loading elsewhere.
-LOAD_TIME_TOKENIZER_KEYS = ("is_local", "local_files_only", "name_or_path", "_commit_hash", "cache_dir", "token",
-                            "revision", "trust_remote_code")
+LOAD_TIME_TOKENIZER_KEYS = (
+    "is_local",
+    "local_files_only",
+    "name_or_path",
+    "_commit_hash",
+    "cache_dir",
+    "token",
+    "revision",
+    "trust_remote_code",
+)
 SENTENCE_TRANSFORMERS_MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -52,12 +60,14 @@ def check_output_dir(out_dir, force=False):
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output path.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise FileExistsError(f"{out_dir} exists and is not empty; choose another output path or pass --force "
-                              "(force=True) to replace it.")
+        raise FileExistsError(
+            f"{out_dir} exists and is not empty; choose another output path or pass --force (force=True) to replace it."
+        )
 
 
-def write_hub_folder(model, tokenizer, out_dir, *, max_seq_length, prompts=None, card=None, extra_files=None,
-                     force=False):
+def write_hub_folder(
+    model, tokenizer, out_dir, *, max_seq_length, prompts=None, card=None, extra_files=None, force=False
+):
     """Write `model` + `tokenizer` as a Hub folder at `out_dir`; returns the folder's path.
 
     max_seq_length: tokens per text, EOS included (sentence-transformers truncates there).
@@ -66,8 +76,15 @@ def write_hub_folder(model, tokenizer, out_dir, *, max_seq_length, prompts=None,
     extra_files: {relative name: text} written into the folder too (e.g. a conversion report).
     """
     with staged_folder(out_dir, force) as staging:
-        write_hub_contents(model, tokenizer, staging, max_seq_length=max_seq_length, prompts=prompts, card=card,
-                           extra_files=extra_files)
+        write_hub_contents(
+            model,
+            tokenizer,
+            staging,
+            max_seq_length=max_seq_length,
+            prompts=prompts,
+            card=card,
+            extra_files=extra_files,
+        )
     return Path(out_dir).absolute()
 
 
@@ -91,8 +108,10 @@ def write_hub_contents(model, tokenizer, folder, *, max_seq_length, prompts=None
     """The files of a Hub folder, written into the existing folder `folder` (see write_hub_folder)."""
     folder = Path(folder)
     if not appends_eos(tokenizer):
-        raise ValueError("The tokenizer does not append its EOS token; build it with "
-                         "mamba_retrieval.modeling.tokenizer.build_tokenizer().")
+        raise ValueError(
+            "The tokenizer does not append its EOS token; build it with "
+            "mamba_retrieval.modeling.tokenizer.build_tokenizer()."
+        )
     prompts = {**DEFAULT_PROMPTS, **(prompts or {})}
     model.config.auto_map = dict(AUTO_MAP)
     model.save_pretrained(folder, safe_serialization=True)
@@ -103,8 +122,9 @@ def write_hub_contents(model, tokenizer, folder, *, max_seq_length, prompts=None
     _write_extra_files(folder, extra_files)
 
 
-def write_query_document_contents(models, tokenizer, folder, *, max_seq_length, prompts=None, card=None,
-                                  extra_files=None):
+def write_query_document_contents(
+    models, tokenizer, folder, *, max_seq_length, prompts=None, card=None, extra_files=None
+):
     """A Hub folder with two encoders, `models = {"query": ..., "document": ...}` (untied query/passage weights).
 
     Each encoder is a complete Hub folder in its own subfolder (`query/`, `document/`), loaded with
@@ -119,26 +139,37 @@ def write_query_document_contents(models, tokenizer, folder, *, max_seq_length, 
         raise ValueError(f"Expected encoders for {ROUTES}, got {sorted(models)}.")
     for route in ROUTES:
         (folder / route).mkdir()
-        write_hub_contents(models[route], tokenizer, folder / route, max_seq_length=max_seq_length, prompts=prompts,
-                           card=f"The {route} encoder of the retriever one folder up; see its README.md.\n")
+        write_hub_contents(
+            models[route],
+            tokenizer,
+            folder / route,
+            max_seq_length=max_seq_length,
+            prompts=prompts,
+            card=f"The {route} encoder of the retriever one folder up; see its README.md.\n",
+        )
     _copy_remote_code(folder)
     config = models["document"].config
     _write_sentence_transformers_files(folder, config.hidden_size, max_seq_length, prompts, routed=True)
-    _write_json(folder / "router_config.json", {
-        "types": {route: SENTENCE_TRANSFORMERS_MODULES[0]["type"] for route in ROUTES},
-        "structure": {route: [route] for route in ROUTES},
-        "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
-    })
+    _write_json(
+        folder / "router_config.json",
+        {
+            "types": {route: SENTENCE_TRANSFORMERS_MODULES[0]["type"] for route in ROUTES},
+            "structure": {route: [route] for route in ROUTES},
+            "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
+        },
+    )
     (folder / "README.md").write_text(card if card is not None else query_document_card(config, prompts))
     _write_extra_files(folder, extra_files)
 
 
 def write_scanner_contents(model, tokenizer, folder, *, max_seq_length, card=None, extra_files=None):
-    """The files of an SPScanner Hub folder (see mamba_retrieval.modeling.scanner.write_scanner_folder)."""
+    """The files of an SPScanner Hub folder (see scanner.sentence_scanner.write_scanner_folder)."""
     folder = Path(folder)
     if tokenizer("a")["input_ids"] != tokenizer("a", add_special_tokens=False)["input_ids"]:
-        raise ValueError("A scanner reads plain text: its tokenizer must add no special tokens; build it with "
-                         "mamba_retrieval.modeling.scanner.build_scanner_tokenizer().")
+        raise ValueError(
+            "A scanner reads plain text: its tokenizer must add no special tokens; build it with "
+            "mamba_retrieval.modeling.scanner.sentence_scanner.build_scanner_tokenizer()."
+        )
     model.config.auto_map = dict(SCANNER_AUTO_MAP)
     model.save_pretrained(folder, safe_serialization=True)
     _copy_remote_code(folder)
@@ -176,27 +207,33 @@ def _write_sentence_transformers_files(folder, dimension, max_seq_length, prompt
     else:
         _write_json(folder / "modules.json", SENTENCE_TRANSFORMERS_MODULES)
         _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
-    _write_json(folder / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dimension,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": False,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False,
-        "pooling_mode_lasttoken": True,
-        "include_prompt": True,
-    })
-    (folder / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(folder / "config_sentence_transformers.json", {
-        "__version__": {
-            "sentence_transformers": sentence_transformers.__version__,
-            "transformers": transformers.__version__,
-            "pytorch": torch.__version__,
+    _write_json(
+        folder / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": dimension,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": False,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": True,
+            "include_prompt": True,
         },
-        "prompts": prompts,
-        "default_prompt_name": None,
-        "similarity_fn_name": "cosine",
-    })
+    )
+    (folder / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "__version__": {
+                "sentence_transformers": sentence_transformers.__version__,
+                "transformers": transformers.__version__,
+                "pytorch": torch.__version__,
+            },
+            "prompts": prompts,
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
 
 
 def _write_json(path, data):
@@ -230,7 +267,9 @@ tags:
 def basic_card(config, prompts):
     """A minimal model card; `mamba-retrieval card` renders the full one with evaluation results."""
     backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
-    return RETRIEVER_FRONT_MATTER + f"""
+    return (
+        RETRIEVER_FRONT_MATTER
+        + f"""
 # {backbone} retriever
 
 A bi-encoder over a {backbone} backbone ({config.num_hidden_layers} layers, width {config.hidden_size}). The
@@ -260,12 +299,15 @@ embeddings = model(**batch).sentence_embedding  # (batch, {config.hidden_size}),
 Without `pip install mamba-retrieval` the model runs on its readable reference path; with it, on the fast paths
 where available.
 """
+    )
 
 
 def query_document_card(config, prompts):
     """A minimal card for a folder with separate query and document encoders."""
     backbone = {"mamba": "Mamba-1", "mamba2": "Mamba-2"}[config.backbone]
-    return RETRIEVER_FRONT_MATTER + f"""
+    return (
+        RETRIEVER_FRONT_MATTER
+        + f"""
 # {backbone} retriever with separate query and document encoders
 
 Two {backbone} encoders ({config.num_hidden_layers} layers, width {config.hidden_size}) that embed into one space:
@@ -294,6 +336,7 @@ batch = tokenizer([{prompts["query"]!r} + "what is a state-space model?"], paddi
 query_embeddings = query_encoder(**batch).sentence_embedding  # (batch, {config.hidden_size}), L2-normalised
 ```
 """
+    )
 
 
 def scanner_card(config):

@@ -56,8 +56,10 @@ except (ImportError, OSError):
     causal_conv1d_fn = None
 
 KERNELS_ENV = "MAMBA_RETRIEVAL_KERNELS"  # "reference" forces the readable scans; "auto" (default) picks per call
-CUDA_HINT = ("pip install mamba-ssm causal-conv1d, built for this torch and CUDA (mamba-ssm's Mamba-1 "
-             "selective_scan_cuda op is an opt-in part of its build: enable it)")
+CUDA_HINT = (
+    "pip install mamba-ssm causal-conv1d, built for this torch and CUDA (mamba-ssm's Mamba-1 "
+    "selective_scan_cuda op is an opt-in part of its build: enable it)"
+)
 CPU_HINT = "pip install mamba-retrieval (brings the fused CPU scan and numba)"
 
 
@@ -152,19 +154,26 @@ def _selective_scan(u, delta, A, B, C, D, z, delta_bias, cache=None):
         if u.device.type == "cpu" and fused_selective_scan is not None:
             if cache is None:
                 return fused_selective_scan(u, delta, A, B, C, D, z, delta_bias)
-            out, cache["ssm"] = fused_selective_scan(u, delta, A, B, C, D, z, delta_bias,
-                                                     initial_state=cache.get("ssm"), return_final_state=True)
+            out, cache["ssm"] = fused_selective_scan(
+                u, delta, A, B, C, D, z, delta_bias, initial_state=cache.get("ssm"), return_final_state=True
+            )
             return out
         if u.is_cuda:
-            logger.warning_once("Mamba-1 runs its slow reference scan on CUDA" + (
-                " (a carried state in chunked streaming needs it; set stream_chunk_size=None for speed)"
-                if selective_scan_fn is not None else f"; for the CUDA kernels: {CUDA_HINT}"))
+            logger.warning_once(
+                "Mamba-1 runs its slow reference scan on CUDA"
+                + (
+                    " (a carried state in chunked streaming needs it; set stream_chunk_size=None for speed)"
+                    if selective_scan_fn is not None
+                    else f"; for the CUDA kernels: {CUDA_HINT}"
+                )
+            )
         elif u.device.type == "cpu":
             logger.warning_once(f"Mamba-1 runs its slow reference scan on CPU; for the fused CPU scan: {CPU_HINT}")
     if cache is None:
         return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias)
-    out, cache["ssm"] = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias,
-                                                 initial_state=cache.get("ssm"), return_final_state=True)
+    out, cache["ssm"] = selective_scan_reference(
+        u, delta, A, B, C, D, z, delta_bias, initial_state=cache.get("ssm"), return_final_state=True
+    )
     return out
 
 
@@ -172,8 +181,16 @@ def _ssd_scan(x, dt, A, B, C, D, chunk_size, cache=None):
     if not _use_reference() and x.is_cuda:
         if mamba_chunk_scan_combined is not None:
             y = mamba_chunk_scan_combined(
-                x, dt, A, B, C, chunk_size, D=D.float(),
-                initial_states=None if cache is None else cache.get("ssm"), return_final_states=cache is not None)
+                x,
+                dt,
+                A,
+                B,
+                C,
+                chunk_size,
+                D=D.float(),
+                initial_states=None if cache is None else cache.get("ssm"),
+                return_final_states=cache is not None,
+            )
             if cache is not None:
                 y, cache["ssm"] = y
             return y.float()
@@ -181,8 +198,9 @@ def _ssd_scan(x, dt, A, B, C, D, chunk_size, cache=None):
     # On CPU the chunked reference is matmul-based already (measured by `mamba-retrieval bench`).
     if cache is None:
         return ssd_scan_reference(x, dt, A, B, C, D, chunk_size)
-    y, cache["ssm"] = ssd_scan_reference(x, dt, A, B, C, D, chunk_size, initial_state=cache.get("ssm"),
-                                         return_final_state=True)
+    y, cache["ssm"] = ssd_scan_reference(
+        x, dt, A, B, C, D, chunk_size, initial_state=cache.get("ssm"), return_final_state=True
+    )
     return y
 
 
@@ -198,8 +216,8 @@ def _conv_silu(conv1d, x, cache=None):
     if previous is None:
         previous = x.new_zeros(x.shape[0], x.shape[1], kernel - 1)
     x = torch.cat([previous, x], dim=-1)
-    cache["conv"] = x[..., x.shape[-1] - (kernel - 1):].clone()  # a copy: a view would keep the chunk alive
-    return F.silu(conv1d(x)[..., kernel - 1:kernel - 1 + length])
+    cache["conv"] = x[..., x.shape[-1] - (kernel - 1) :].clone()  # a copy: a view would keep the chunk alive
+    return F.silu(conv1d(x)[..., kernel - 1 : kernel - 1 + length])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -252,8 +270,9 @@ class MambaMixer(nn.Module):
         inner, self.state_size, self.time_step_rank = config.intermediate_size, config.state_size, config.time_step_rank
         self.conv_kernel = config.conv_kernel
         self.in_proj = nn.Linear(config.hidden_size, 2 * inner, bias=config.use_bias)
-        self.conv1d = nn.Conv1d(inner, inner, config.conv_kernel, groups=inner, padding=config.conv_kernel - 1,
-                                bias=config.use_conv_bias)
+        self.conv1d = nn.Conv1d(
+            inner, inner, config.conv_kernel, groups=inner, padding=config.conv_kernel - 1, bias=config.use_conv_bias
+        )
         self.x_proj = nn.Linear(inner, self.time_step_rank + 2 * self.state_size, bias=False)
         self.dt_proj = nn.Linear(self.time_step_rank, inner, bias=True)
         self.A_log = nn.Parameter(torch.empty(inner, self.state_size))
@@ -268,8 +287,15 @@ class MambaMixer(nn.Module):
         dt, B, C = torch.split(self.x_proj(x), [self.time_step_rank, self.state_size, self.state_size], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # the bias is added inside the scan, in float32
         y = _selective_scan(
-            x.transpose(1, 2), dt.transpose(1, 2), -torch.exp(self.A_log.float()), B.transpose(1, 2),
-            C.transpose(1, 2), self.D, z, self.dt_proj.bias, cache=cache,
+            x.transpose(1, 2),
+            dt.transpose(1, 2),
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            self.D,
+            z,
+            self.dt_proj.bias,
+            cache=cache,
         )
         return self.out_proj(y.transpose(1, 2).to(hidden_states.dtype))
 
@@ -284,8 +310,14 @@ class Mamba2Mixer(nn.Module):
         self.chunk_size = config.chunk_size
         self.conv_dim = inner + 2 * self.n_groups * self.state_size
         self.in_proj = nn.Linear(config.hidden_size, inner + self.conv_dim + self.num_heads, bias=config.use_bias)
-        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, config.conv_kernel, groups=self.conv_dim,
-                                padding=config.conv_kernel - 1, bias=config.use_conv_bias)
+        self.conv1d = nn.Conv1d(
+            self.conv_dim,
+            self.conv_dim,
+            config.conv_kernel,
+            groups=self.conv_dim,
+            padding=config.conv_kernel - 1,
+            bias=config.use_conv_bias,
+        )
         self.dt_bias = nn.Parameter(torch.empty(self.num_heads))
         self.A_log = nn.Parameter(torch.empty(self.num_heads))
         self.D = nn.Parameter(torch.empty(self.num_heads))
@@ -306,7 +338,12 @@ class Mamba2Mixer(nn.Module):
         y = _ssd_scan(
             x.reshape(batch, length, self.num_heads, self.head_dim),
             F.softplus(dt.float() + self.dt_bias.float()),
-            -torch.exp(self.A_log.float()), B, C, self.D, self.chunk_size, cache=cache,
+            -torch.exp(self.A_log.float()),
+            B,
+            C,
+            self.D,
+            self.chunk_size,
+            cache=cache,
         )
         y = self.norm(y.reshape(batch, length, -1), z)
         return self.out_proj(y.to(hidden_states.dtype))
@@ -394,11 +431,16 @@ class MambaRetrievalPreTrainedModel(PreTrainedModel):
             bound = 1 / math.sqrt(module.out_proj.in_features) / math.sqrt(config.num_hidden_layers)
             init.uniform_(module.out_proj.weight, -bound, bound)
             init.ones_(module.D)
-            dt = torch.exp(torch.rand(module.D.shape[0] if isinstance(module, MambaMixer) else module.num_heads)
-                           * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+            dt = torch.exp(
+                torch.rand(module.D.shape[0] if isinstance(module, MambaMixer) else module.num_heads)
+                * (math.log(0.1) - math.log(0.001))
+                + math.log(0.001)
+            ).clamp(min=1e-4)
             inv_softplus_dt = dt + torch.log(-torch.expm1(-dt))
             if isinstance(module, MambaMixer):
-                init.copy_(module.A_log, torch.log(torch.arange(1, module.state_size + 1).float()).expand_as(module.A_log))
+                init.copy_(
+                    module.A_log, torch.log(torch.arange(1, module.state_size + 1).float()).expand_as(module.A_log)
+                )
                 std = module.time_step_rank**-0.5
                 init.uniform_(module.dt_proj.weight, -std, std)
                 init.copy_(module.dt_proj.bias, inv_softplus_dt)
@@ -441,13 +483,15 @@ class MambaForRetrieval(MambaRetrievalPreTrainedModel):
         output_token_states=True,
     ):
         attention_mask = self._check_inputs(input_ids, attention_mask, inputs_embeds)
-        output_hidden_states = output_hidden_states if output_hidden_states is not None else (
-            self.config.output_hidden_states)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else (self.config.output_hidden_states)
+        )
         length = attention_mask.shape[1]
         chunk = self.stream_chunk_size
         if chunk is not None and length > chunk and not output_hidden_states and not torch.is_grad_enabled():
-            last_hidden_state, embedding = self._forward_streaming(input_ids, inputs_embeds, attention_mask, chunk,
-                                                                   output_token_states)
+            last_hidden_state, embedding = self._forward_streaming(
+                input_ids, inputs_embeds, attention_mask, chunk, output_token_states
+            )
             hidden_states = None
         else:
             if inputs_embeds is None:
@@ -473,8 +517,11 @@ class MambaForRetrieval(MambaRetrievalPreTrainedModel):
         pieces, embedding = [], None
         for start in range(0, length, chunk):
             end = min(start + chunk, length)
-            embeds = (self.backbone.embeddings(input_ids[:, start:end]) if inputs_embeds is None
-                      else inputs_embeds[:, start:end])
+            embeds = (
+                self.backbone.embeddings(input_ids[:, start:end])
+                if inputs_embeds is None
+                else inputs_embeds[:, start:end]
+            )
             piece_mask = attention_mask[:, start:end]
             mask = None if bool(piece_mask.all()) else piece_mask
             states, _ = self.backbone(embeds, mask, False, caches)
@@ -503,8 +550,10 @@ class MambaForRetrieval(MambaRetrievalPreTrainedModel):
         given = input_ids if input_ids is not None else inputs_embeds
         batch, length = given.shape[:2]
         if batch == 0 or length == 0:
-            raise ValueError(f"Nothing to embed: the batch has shape ({batch}, {length}). Tokenize at least one text "
-                             "(an empty string still gives one token, the EOS).")
+            raise ValueError(
+                f"Nothing to embed: the batch has shape ({batch}, {length}). Tokenize at least one text "
+                "(an empty string still gives one token, the EOS)."
+            )
         if attention_mask is None:
             attention_mask = torch.ones(batch, length, dtype=torch.long, device=given.device)
         elif attention_mask.shape != (batch, length):
@@ -561,8 +610,7 @@ class MambaForSentenceScoring(MambaRetrievalPreTrainedModel):
     def set_input_embeddings(self, value):
         self.backbone.embeddings = value
 
-    def forward(self, input_ids=None, sentence_end_positions=None, attention_mask=None, labels=None,
-                return_dict=None):
+    def forward(self, input_ids=None, sentence_end_positions=None, attention_mask=None, labels=None, return_dict=None):
         """
         input_ids: (batch, length) tokens of `question + suffix + document`, right-padded.
         sentence_end_positions: (batch, n_sentences) index of each sentence unit's last token in `input_ids`;
@@ -585,27 +633,36 @@ class MambaForSentenceScoring(MambaRetrievalPreTrainedModel):
             shape = None if input_ids is None else tuple(input_ids.shape)
             raise ValueError(f"input_ids must be a non-empty (batch, length) tensor, got {shape}.")
         if int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size:
-            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size}); got values in "
-                             f"[{int(input_ids.min())}, {int(input_ids.max())}]. Is this the model's own tokenizer?")
+            raise ValueError(
+                f"input_ids must lie in [0, {self.config.vocab_size}); got values in "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}]. Is this the model's own tokenizer?"
+            )
         if sentence_end_positions is None:
-            raise ValueError("Pass sentence_end_positions: the index of each sentence unit's last token "
-                             "(mamba_retrieval.modeling.scanner.segmentation computes them).")
+            raise ValueError(
+                "Pass sentence_end_positions: the index of each sentence unit's last token "
+                "(mamba_retrieval.modeling.scanner.segmentation computes them)."
+            )
         sentence_end_positions = torch.as_tensor(sentence_end_positions, device=input_ids.device)
         if sentence_end_positions.dim() == 1:
             sentence_end_positions = sentence_end_positions[None]
         if sentence_end_positions.dim() != 2 or sentence_end_positions.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"sentence_end_positions must have shape (batch={input_ids.shape[0]}, n_sentences), "
-                             f"got {tuple(sentence_end_positions.shape)}.")
+            raise ValueError(
+                f"sentence_end_positions must have shape (batch={input_ids.shape[0]}, n_sentences), "
+                f"got {tuple(sentence_end_positions.shape)}."
+            )
         length = input_ids.shape[1]
         if int(sentence_end_positions.max()) >= length:
-            raise ValueError(f"sentence_end_positions go up to {int(sentence_end_positions.max())}, beyond the "
-                             f"{length} tokens of input_ids.")
+            raise ValueError(
+                f"sentence_end_positions go up to {int(sentence_end_positions.max())}, beyond the "
+                f"{length} tokens of input_ids."
+            )
         sentence_mask = sentence_end_positions >= 0
         positions = sentence_end_positions.clamp(min=0)
         if attention_mask is not None:
             if attention_mask.shape != input_ids.shape:
-                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
-                                 f"{tuple(input_ids.shape)}.")
+                raise ValueError(
+                    f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(input_ids.shape)}."
+                )
             rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None]
             if not bool(attention_mask[rows, positions].bool()[sentence_mask].all()):
                 raise ValueError("Some sentence_end_positions point at padding (attention_mask 0).")

@@ -20,8 +20,9 @@ def model_path(name=DEFAULT_MODEL):
         raise ValueError(f"{name!r} is not a model shipped with mamba-retrieval; shipped: {', '.join(SHIPPED_MODELS)}.")
     folder = PRETRAINED_DIR / name
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"The shipped model folder {folder} is missing or incomplete; reinstall "
-                                "mamba-retrieval.")
+        raise FileNotFoundError(
+            f"The shipped model folder {folder} is missing or incomplete; reinstall mamba-retrieval."
+        )
     return str(folder)
 
 

@@ -21,8 +21,11 @@ def write_shipped_copy(trained_folder, out_dir, force=False, max_seq_length=None
     with staged_folder(out_dir, force) as staging:
         shutil.copytree(trained_folder, staging, dirs_exist_ok=True)
         weights = load_file(trained_folder / "model.safetensors")
-        save_file({name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
-                  staging / "model.safetensors", metadata={"format": "pt"})
+        save_file(
+            {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
+            staging / "model.safetensors",
+            metadata={"format": "pt"},
+        )
         limits = {"sentence_bert_config.json": "max_seq_length", "tokenizer_config.json": "model_max_length"}
         for name, key in limits.items() if max_seq_length else ():
             settings = json.loads((staging / name).read_text())
@@ -31,8 +34,10 @@ def write_shipped_copy(trained_folder, out_dir, force=False, max_seq_length=None
     probe = ["Mamba is a selective state-space model; this sentence checks the stored copy."]
     from sentence_transformers import SentenceTransformer
 
-    embeddings = [SentenceTransformer(str(folder), trust_remote_code=True, device="cpu").encode(probe)
-                  for folder in (trained_folder, out_dir)]
+    embeddings = [
+        SentenceTransformer(str(folder), trust_remote_code=True, device="cpu").encode(probe)
+        for folder in (trained_folder, out_dir)
+    ]
     return float(abs(torch.tensor(embeddings[0]) - torch.tensor(embeddings[1])).max())
 
 

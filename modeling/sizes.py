@@ -15,8 +15,15 @@ NAMED_SIZES = {
     "130m": dict(backbone="mamba", hidden_size=768, num_hidden_layers=24, vocab_size=MAMBA1_VOCAB),
     "370m": dict(backbone="mamba", hidden_size=1024, num_hidden_layers=48, vocab_size=MAMBA1_VOCAB),
     "790m": dict(backbone="mamba", hidden_size=1536, num_hidden_layers=48, vocab_size=MAMBA1_VOCAB),
-    "mamba2-tiny": dict(backbone="mamba2", hidden_size=64, num_hidden_layers=2, head_dim=16, state_size=16,
-                        chunk_size=64, vocab_size=MAMBA2_VOCAB),
+    "mamba2-tiny": dict(
+        backbone="mamba2",
+        hidden_size=64,
+        num_hidden_layers=2,
+        head_dim=16,
+        state_size=16,
+        chunk_size=64,
+        vocab_size=MAMBA2_VOCAB,
+    ),
     "mamba2-130m": dict(backbone="mamba2", hidden_size=768, num_hidden_layers=24, vocab_size=MAMBA2_VOCAB),
     "mamba2-370m": dict(backbone="mamba2", hidden_size=1024, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
     "mamba2-780m": dict(backbone="mamba2", hidden_size=1536, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
@@ -31,4 +38,3 @@ def random_model(name, seed=0, eos_token_id=0):
     config = MambaRetrievalConfig(**NAMED_SIZES[name], eos_token_id=eos_token_id)
     torch.manual_seed(seed)
     return MambaForRetrieval(config).eval()
-

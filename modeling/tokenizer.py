@@ -36,14 +36,16 @@ def wrap_backend(backend, eos_token, model_max_length):
         raise ValueError(f"EOS token {eos_token!r} is not in the tokenizer's vocabulary.")
     backend.no_padding()
     backend.no_truncation()
-    backend.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(
-            single=f"$A:0 {eos_token}:0",
-            pair=f"$A:0 {eos_token}:0 $B:1 {eos_token}:1",
-            special_tokens=[(eos_token, eos_id)],
-        ),
-    ])
+    backend.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"$A:0 {eos_token}:0",
+                pair=f"$A:0 {eos_token}:0 $B:1 {eos_token}:1",
+                special_tokens=[(eos_token, eos_id)],
+            ),
+        ]
+    )
     pad_token = PADDING if backend.token_to_id(PADDING) is not None else eos_token
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -68,5 +70,7 @@ def appends_eos(tokenizer):
 def check_eos_fits(tokenizer, vocab_size):
     """The EOS must be a row of the model's embedding (`<EOS>`, id 50277, fits the padded 50,280 / 50,288 rows)."""
     if tokenizer.eos_token_id >= vocab_size:
-        raise ValueError(f"EOS {tokenizer.eos_token!r} has id {tokenizer.eos_token_id}, beyond the model's "
-                         f"{vocab_size} embedding rows; choose another --eos-token.")
+        raise ValueError(
+            f"EOS {tokenizer.eos_token!r} has id {tokenizer.eos_token_id}, beyond the model's "
+            f"{vocab_size} embedding rows; choose another --eos-token."
+        )

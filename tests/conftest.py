@@ -1,7 +1,6 @@
 """Fixtures; the helpers they use are in helpers.py (import them from there, not from conftest)."""
 
 import pytest
-
 from helpers import BACKBONES, write_tiny_folder
 
 

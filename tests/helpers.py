@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from mamba_retrieval.modeling.data_files import DATA_ENV
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
+from mamba_retrieval.modeling.data_files import DATA_ENV
 from mamba_retrieval.modeling.hub_folder import write_hub_folder
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
@@ -48,8 +48,9 @@ def run_fresh_python(code, tmp_path, offline=True):
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_MODULES_CACHE=str(tmp_path / "hf_modules"))
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300
+    )
 
 
 def embed(model, tokenizer, texts, padding_side="right"):

@@ -52,8 +52,9 @@ class RecordedEndpoint:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with endpoint.lock:
-                    endpoint.requests.append({"path": self.path, "body": body,
-                                              "authorization": self.headers.get("Authorization")})
+                    endpoint.requests.append(
+                        {"path": self.path, "body": body, "authorization": self.headers.get("Authorization")}
+                    )
                     endpoint.in_flight += 1
                     endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
                     key = message_key(body.get("messages"))
@@ -62,9 +63,17 @@ class RecordedEndpoint:
                     exchange = endpoint.exchanges.get(key) if self.path == "/v1/chat/completions" else None
                     if exchange is None:
                         endpoint.unmatched.append(body)
-                        reply = {"status": 404, "body": {"error": {
-                            "message": "no recorded response for this request", "type": "invalid_request_error",
-                            "param": None, "code": "not_recorded"}}}
+                        reply = {
+                            "status": 404,
+                            "body": {
+                                "error": {
+                                    "message": "no recorded response for this request",
+                                    "type": "invalid_request_error",
+                                    "param": None,
+                                    "code": "not_recorded",
+                                }
+                            },
+                        }
                     else:
                         reply = exchange["replies"][min(count, len(exchange["replies"]) - 1)]
                     time.sleep(reply.get("delay", 0))
@@ -100,9 +109,23 @@ class RecordedEndpoint:
 
 def chat_completion(content, model="recorded-model", prompt_tokens=100, completion_tokens=20, finish_reason="stop"):
     """A chat.completion body as OpenAI's API returns it."""
-    return {"id": "chatcmpl-recorded", "object": "chat.completion", "created": 1732000000, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
-                         "logprobs": None, "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-            "system_fingerprint": "fp_recorded"}
+    return {
+        "id": "chatcmpl-recorded",
+        "object": "chat.completion",
+        "created": 1732000000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "fp_recorded",
+    }

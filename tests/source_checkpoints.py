@@ -8,22 +8,39 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-from transformers import (Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM,
-                          PreTrainedTokenizerFast)
-
 from helpers import tiny_model
+from safetensors.torch import save_file
+from transformers import Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForCausalLM, PreTrainedTokenizerFast
+
 from mamba_retrieval.modeling.tokenizer import VENDORED_TOKENIZER
 
 # config.json as mamba_ssm 1.x (Mamba-1, e.g. state-spaces/mamba-130m) and 2.x (Mamba-2) write it, at tiny sizes
 # matching helpers.tiny_config.
 MAMBA_SSM_CONFIGS = {
-    "mamba": {"d_model": 32, "n_layer": 2, "vocab_size": 50277, "ssm_cfg": {"d_state": 8}, "rms_norm": True,
-              "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8},
-    "mamba2": {"d_model": 32, "d_intermediate": 0, "n_layer": 2, "vocab_size": 50277,
-               "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "chunk_size": 8}, "attn_layer_idx": [],
-               "attn_cfg": {}, "rms_norm": True, "residual_in_fp32": True, "fused_add_norm": True,
-               "pad_vocab_size_multiple": 16, "tie_embeddings": True},
+    "mamba": {
+        "d_model": 32,
+        "n_layer": 2,
+        "vocab_size": 50277,
+        "ssm_cfg": {"d_state": 8},
+        "rms_norm": True,
+        "residual_in_fp32": True,
+        "fused_add_norm": True,
+        "pad_vocab_size_multiple": 8,
+    },
+    "mamba2": {
+        "d_model": 32,
+        "d_intermediate": 0,
+        "n_layer": 2,
+        "vocab_size": 50277,
+        "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "chunk_size": 8},
+        "attn_layer_idx": [],
+        "attn_cfg": {},
+        "rms_norm": True,
+        "residual_in_fp32": True,
+        "fused_add_norm": True,
+        "pad_vocab_size_multiple": 16,
+        "tie_embeddings": True,
+    },
 }
 
 
@@ -70,12 +87,31 @@ def make_transformers_lm(folder, backbone):
     """A tiny language model saved the way transformers saves `state-spaces/mamba-*-hf`, tokenizer included."""
     torch.manual_seed(0)
     if backbone == "mamba":
-        lm = MambaForCausalLM(MambaConfig(vocab_size=50280, hidden_size=32, num_hidden_layers=2, state_size=8,
-                                          layer_norm_epsilon=1e-5, tie_word_embeddings=True))
+        lm = MambaForCausalLM(
+            MambaConfig(
+                vocab_size=50280,
+                hidden_size=32,
+                num_hidden_layers=2,
+                state_size=8,
+                layer_norm_epsilon=1e-5,
+                tie_word_embeddings=True,
+            )
+        )
     else:
-        lm = Mamba2ForCausalLM(Mamba2Config(vocab_size=50288, hidden_size=32, num_hidden_layers=2, state_size=8,
-                                            head_dim=16, num_heads=4, n_groups=1, chunk_size=8,
-                                            layer_norm_epsilon=1e-5, tie_word_embeddings=True))
+        lm = Mamba2ForCausalLM(
+            Mamba2Config(
+                vocab_size=50288,
+                hidden_size=32,
+                num_hidden_layers=2,
+                state_size=8,
+                head_dim=16,
+                num_heads=4,
+                n_groups=1,
+                chunk_size=8,
+                layer_norm_epsilon=1e-5,
+                tie_word_embeddings=True,
+            )
+        )
     lm.save_pretrained(folder)
     PreTrainedTokenizerFast(tokenizer_file=str(VENDORED_TOKENIZER), eos_token="<|endoftext|>").save_pretrained(folder)
     return lm.eval()

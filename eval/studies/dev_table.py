@@ -25,14 +25,19 @@ def qmsum_dev_ndcg(results, model, max_length):
     """The model's QMSum-longdoc dev nDCG@10: its run at `max_length` tokens; the teacher's run at its own 256
     (evaluated without --max-length: 512 positions at most)."""
     name, teacher = Path(model).name, model in MINILM_NAMES
-    pattern = f"*__{name}/*/qmsum-longdoc.json" if teacher else (
-        f"*__{name}/*/experiments/max_length_{max_length}/qmsum-longdoc.json")
+    pattern = (
+        f"*__{name}/*/qmsum-longdoc.json"
+        if teacher
+        else (f"*__{name}/*/experiments/max_length_{max_length}/qmsum-longdoc.json")
+    )
     files = sorted(results.glob(pattern))
     if len(files) != 1:
         length = "" if teacher else f" --max-length {max_length}"
-        raise ValueError(f"Expected one QMSum-longdoc dev result for {model} under {results}, found {len(files)}: run "
-                         f"`mamba-retrieval eval {model} --beir-dir ../shared/data/qmsum-longdoc --split dev{length} "
-                         f"--output {results.parent}` (once per weights).")
+        raise ValueError(
+            f"Expected one QMSum-longdoc dev result for {model} under {results}, found {len(files)}: run "
+            f"`mamba-retrieval eval {model} --beir-dir ../shared/data/qmsum-longdoc --split dev{length} "
+            f"--output {results.parent}` (once per weights)."
+        )
     [score] = [score for score in sourced_scores(files[0], ["ndcg_at_10"]) if score.split == "dev"]
     return score.value
 
@@ -49,10 +54,15 @@ def dev_rows(folder, max_length=65536):
     for model, line in scores.items():
         missing = [key for key in FROM_DISTIL_DEV if key not in line]
         if missing:
-            raise ValueError(f"{model}'s line in distil_dev.jsonl lacks {', '.join(missing)}: score it again with "
-                             "`python eval/studies/distil_dev.py`.")
-        row = {"model": model, **{key: line[key] for key in FROM_DISTIL_DEV},
-               "qmsum_longdoc_dev_ndcg10": qmsum_dev_ndcg(folder / "results", model, max_length)}
+            raise ValueError(
+                f"{model}'s line in distil_dev.jsonl lacks {', '.join(missing)}: score it again with "
+                "`python eval/studies/distil_dev.py`."
+            )
+        row = {
+            "model": model,
+            **{key: line[key] for key in FROM_DISTIL_DEV},
+            "qmsum_longdoc_dev_ndcg10": qmsum_dev_ndcg(folder / "results", model, max_length),
+        }
         row["mean_of_4"] = round(sum(row[key] for key in TRAINING_SIDE) / 4, 4)
         row["mean_of_5"] = round(sum(row[key] for key in COLUMNS) / 5, 4)
         rows.append(row)
@@ -60,8 +70,16 @@ def dev_rows(folder, max_length=65536):
 
 
 def markdown(rows):
-    header = ["model", "WordNet R@1", "QMSum span MRR", "gloss doc MRR", "QMSum-longdoc dev", "docstring MRR",
-              "mean of 4", "mean of 5"]
+    header = [
+        "model",
+        "WordNet R@1",
+        "QMSum span MRR",
+        "gloss doc MRR",
+        "QMSum-longdoc dev",
+        "docstring MRR",
+        "mean of 4",
+        "mean of 5",
+    ]
     best = max((row["mean_of_5"] for row in rows if row["model"] not in MINILM_NAMES), default=None)
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for row in rows:
@@ -74,8 +92,7 @@ def markdown(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python eval/studies/dev_table.py",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python eval/studies/dev_table.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="the folder with distil_dev.jsonl and results/")
     parser.add_argument("--max-length", type=int, default=65536, help="the QMSum-longdoc dev runs' token limit")
     args = parser.parse_args(argv)

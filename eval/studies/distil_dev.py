@@ -33,9 +33,19 @@ import numpy as np
 from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_DATA, held_out_splits
 from mamba_retrieval.modeling.training.distillation import Pair, distinct_passages
 
-
-NOT_IMPORTED = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "lib2to3", "ensurepip",
-                "venv", "pydoc_data"}  # side effects on import (a browser, printing), GUI or test code
+NOT_IMPORTED = {
+    "antigravity",
+    "this",
+    "idlelib",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "test",
+    "lib2to3",
+    "ensurepip",
+    "venv",
+    "pydoc_data",
+}  # side effects on import (a browser, printing), GUI or test code
 
 
 def docstring_pairs():
@@ -60,8 +70,11 @@ def _stdlib_docstrings():
         for attribute, value in sorted(vars(module).items()):
             if attribute.startswith("_") or getattr(value, "__module__", None) != name:
                 continue
-            members = [value] + ([member for key, member in sorted(vars(value).items())
-                                  if not key.startswith("_") and callable(member)] if inspect.isclass(value) else [])
+            members = [value] + (
+                [member for key, member in sorted(vars(value).items()) if not key.startswith("_") and callable(member)]
+                if inspect.isclass(value)
+                else []
+            )
             for member in members:
                 summary, _, body = (inspect.getdoc(member) or "").partition("\n\n")
                 summary, body = " ".join(summary.split()), " ".join(body.split())
@@ -76,8 +89,12 @@ def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000):
     (wordnet, _), (documents, _) = held_out_splits(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, dev_pairs)
     with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:
         spans = [row for row in map(json.loads, lines) if row["split"] == "val"]
-    return (distinct_passages(wordnet, len(wordnet)), spans, documents,
-            distinct_passages(docstring_pairs(), sys.maxsize))
+    return (
+        distinct_passages(wordnet, len(wordnet)),
+        spans,
+        documents,
+        distinct_passages(docstring_pairs(), sys.maxsize),
+    )
 
 
 def score(model, wordnet, spans, documents, docstrings, batch_size=32):
@@ -94,12 +111,16 @@ def score(model, wordnet, spans, documents, docstrings, batch_size=32):
     recall = float(((queries @ definitions.T).argmax(axis=1) == np.arange(len(wordnet))).mean())
     passages = sorted({row["relevant_span"] for row in spans})
     gold = np.array([passages.index(row["relevant_span"]) for row in spans])
-    return {"wordnet_dev_r1": round(recall, 4),
-            "qmsum_span_val_mrr": mrr([row["query"] for row in spans], passages, gold),
-            "gloss_document_dev_mrr": mrr([p.query for p in documents], [p.passage for p in documents],
-                                          np.arange(len(documents))),
-            "docstring_dev_mrr": mrr([p.query for p in docstrings], [p.passage for p in docstrings],
-                                     np.arange(len(docstrings)))}
+    return {
+        "wordnet_dev_r1": round(recall, 4),
+        "qmsum_span_val_mrr": mrr([row["query"] for row in spans], passages, gold),
+        "gloss_document_dev_mrr": mrr(
+            [p.query for p in documents], [p.passage for p in documents], np.arange(len(documents))
+        ),
+        "docstring_dev_mrr": mrr(
+            [p.query for p in docstrings], [p.passage for p in docstrings], np.arange(len(docstrings))
+        ),
+    }
 
 
 def use_max_length(model, max_length):
@@ -109,8 +130,11 @@ def use_max_length(model, max_length):
     if getattr(model[0].auto_model.config, "max_position_embeddings", None) is None:
         model.max_seq_length = max_length
     elif model.max_seq_length != max_length:
-        print(f"distil_dev: the model has learned positions; it keeps its own max_seq_length "
-              f"{model.max_seq_length}, not {max_length}.", file=sys.stderr)
+        print(
+            f"distil_dev: the model has learned positions; it keeps its own max_seq_length "
+            f"{model.max_seq_length}, not {max_length}.",
+            file=sys.stderr,
+        )
 
 
 def main(argv=None):
@@ -119,21 +143,35 @@ def main(argv=None):
     from mamba_retrieval.eval.model_specs import MINILM_NAMES, minilm_path
     from mamba_retrieval.modeling.pretrained import resolve_shipped
 
-    parser = argparse.ArgumentParser(prog="python eval/studies/distil_dev.py",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="+",
-                        help="retriever folders, a shipped model's name, or all-MiniLM-L6-v2 (the teacher)")
-    parser.add_argument("--max-length", type=int, default=1024,
-                        help="tokens per text (QMSum spans are long) for a model without learned positions; one "
-                             "with them (the teacher) keeps its own max_seq_length")
+    parser = argparse.ArgumentParser(prog="python eval/studies/distil_dev.py", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "models", nargs="+", help="retriever folders, a shipped model's name, or all-MiniLM-L6-v2 (the teacher)"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=1024,
+        help="tokens per text (QMSum spans are long) for a model without learned positions; one "
+        "with them (the teacher) keeps its own max_seq_length",
+    )
     arguments = parser.parse_args(argv)
     sets = dev_sets()
     for name in arguments.models:
         path = minilm_path() if name in MINILM_NAMES else resolve_shipped(name)
         model = SentenceTransformer(str(path), trust_remote_code=True, device="cpu")
         use_max_length(model, arguments.max_length)
-        print(json.dumps({"model": name, "max_length": model.max_seq_length, **score(model, *sets),
-                          "python": platform.python_version(), "docstring_pairs": len(sets[3])}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": name,
+                    "max_length": model.max_seq_length,
+                    **score(model, *sets),
+                    "python": platform.python_version(),
+                    "docstring_pairs": len(sets[3]),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,19 +32,31 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows, ok = [], True
     for model, reference, tolerance, source in REFERENCES:
-        folder, scores = evaluate(model, beir_dirs=[args.beir_dir], split="test", output=args.output,
-                                  batch_size=args.batch_size)
+        folder, scores = evaluate(
+            model, beir_dirs=[args.beir_dir], split="test", output=args.output, batch_size=args.batch_size
+        )
         [score] = [s for s in scores if s.metric == "ndcg_at_10"]
         passed = None if tolerance is None else abs(score.value - reference) <= tolerance
         ok = ok and passed is not False
-        rows.append({"model": model, "ndcg_at_10": score.value, "reference": reference, "tolerance": tolerance,
-                     "difference": round(score.value - reference, 5), "passed": passed,
-                     "reference_source": source, "result_file": str(score.file)})
+        rows.append(
+            {
+                "model": model,
+                "ndcg_at_10": score.value,
+                "reference": reference,
+                "tolerance": tolerance,
+                "difference": round(score.value - reference, 5),
+                "passed": passed,
+                "reference_source": source,
+                "result_file": str(score.file),
+            }
+        )
     print(f"\n{'model':<18} {'nDCG@10':>8} {'reference':>9} {'difference':>10}  check")
     for row in rows:
         check = {True: "pass", False: "FAIL", None: "(no tolerance: reported)"}[row["passed"]]
-        print(f"{row['model']:<18} {row['ndcg_at_10']:>8.5f} {row['reference']:>9.4f} {row['difference']:>+10.5f}  "
-              f"{check}")
+        print(
+            f"{row['model']:<18} {row['ndcg_at_10']:>8.5f} {row['reference']:>9.4f} {row['difference']:>+10.5f}  "
+            f"{check}"
+        )
     out = Path(args.output) / "fidelity_check.json"
     out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"wrote {out}")

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from qmsum_sentence_recall import DEFAULT_DATA, load_pairs
-from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer, question_token_ids
+
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
+from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer, question_token_ids
 
 
 def build_testset(pairs, corpus, tokenizer=None):
@@ -40,7 +41,11 @@ def build_testset(pairs, corpus, tokenizer=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", help="test-set JSON to write")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="the offline data folder (default: $MAMBA_RETRIEVAL_DATA, else ../shared/data)")
+    parser.add_argument(
+        "--data-dir",
+        default=str(DEFAULT_DATA),
+        help="the offline data folder (default: $MAMBA_RETRIEVAL_DATA, else ../shared/data)",
+    )
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--meetings", nargs="+", help="only queries on these meetings")
     parser.add_argument("--limit", type=int, help="only the first N queries")
@@ -51,14 +56,16 @@ def main(argv=None):
     pairs, corpus = load_pairs(args.data_dir, args.split)
     if args.meetings:
         pairs = [pair for pair in pairs if pair["meeting_id"] in set(args.meetings)]
-    pairs = pairs[:args.limit] if args.limit else pairs
+    pairs = pairs[: args.limit] if args.limit else pairs
     if not pairs:
         raise SystemExit("No queries selected; check --split and --meetings.")
     testset = build_testset(pairs, corpus)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(testset))
-    print(f"wrote {args.output}: {len(testset['qmsum'])} QMSum {args.split} queries over "
-          f"{len({p['meeting_id'] for p in pairs})} meetings")
+    print(
+        f"wrote {args.output}: {len(testset['qmsum'])} QMSum {args.split} queries over "
+        f"{len({p['meeting_id'] for p in pairs})} meetings"
+    )
 
 
 if __name__ == "__main__":

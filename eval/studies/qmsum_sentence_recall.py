@@ -26,10 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner, build_scanner_tokenizer, random_scanner, top_k_indices
 from mamba_retrieval.eval.bm25_units import BM25Units
-from mamba_retrieval.modeling.scanner.segmentation import segment_document
 from mamba_retrieval.modeling.data_files import data_dir
+from mamba_retrieval.modeling.scanner.segmentation import segment_document
+from mamba_retrieval.modeling.scanner.sentence_scanner import (
+    SentenceScanner,
+    build_scanner_tokenizer,
+    random_scanner,
+    top_k_indices,
+)
 
 DEFAULT_DATA = data_dir()
 TOP_KS = (10, 0.05, 0.1)
@@ -64,7 +69,7 @@ def gold_mask(transcript, span):
             at = transcript.find(line)
         if at < 0:
             raise ValueError(f"A line of the span is not in the transcript: {line[:80]!r}")
-        mask[at:at + len(line)] = True
+        mask[at : at + len(line)] = True
         cursor = at + len(line)
     return mask
 
@@ -79,13 +84,13 @@ def unit_character_ranges(transcript, units):
     for unit in units:
         text, found, i = re.sub(r"\s+", "", unit), [], 0
         while i < len(text):
-            at = compact.find(text[i:i + 20], cursor)
+            at = compact.find(text[i : i + 20], cursor)
             if at < 0:
                 raise ValueError(f"Unit not found in the transcript: {unit[:80]!r}")
             length = 0
             while i + length < len(text) and at + length < len(compact) and compact[at + length] == text[i + length]:
                 length += 1
-            found.append(positions[at:at + length])
+            found.append(positions[at : at + length])
             i, cursor = i + length, at + length
         ranges.append(np.concatenate(found) if found else positions[:0])
     return ranges
@@ -105,8 +110,9 @@ class BiEncoderUnits:
     def embed(self, texts, batch_size=64):
         chunks = []
         for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=512,
-                                   return_tensors="pt")
+            batch = self.tokenizer(
+                texts[start : start + batch_size], padding=True, truncation=True, max_length=512, return_tensors="pt"
+            )
             chunks.append(self.model(**batch).sentence_embedding)
         return torch.cat(chunks)
 
@@ -121,7 +127,11 @@ def load_retriever(path):
     from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
     if path is None:
-        return random_model("mamba2-tiny", seed=0), build_tokenizer(), "MambaForRetrieval bi-encoder (random mamba2-tiny)"
+        return (
+            random_model("mamba2-tiny", seed=0),
+            build_tokenizer(),
+            "MambaForRetrieval bi-encoder (random mamba2-tiny)",
+        )
     model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
     return model, AutoTokenizer.from_pretrained(path, trust_remote_code=True), f"MambaForRetrieval ({path})"
 
@@ -148,8 +158,9 @@ def evaluate(pairs, corpus, scanner, retriever, seed=0, log=None):
     for number, (meeting, meeting_pairs) in enumerate(sorted(by_meeting.items()), start=1):
         transcript = corpus[meeting]
         config = scanner_obj.model.config
-        segmented = segment_document(transcript, tokenizer, config.min_unit_tokens, config.max_piece_words,
-                                     config.max_piece_chars)
+        segmented = segment_document(
+            transcript, tokenizer, config.min_unit_tokens, config.max_piece_words, config.max_piece_chars
+        )
         units = segmented.units
         ranges = unit_character_ranges(transcript, units)
         started = time.perf_counter()
@@ -178,8 +189,11 @@ def evaluate(pairs, corpus, scanner, retriever, seed=0, log=None):
             for name, scores in scored.items():
                 for k in TOP_KS:
                     recalls[name][str(k)].append(recall_at(scores, gold, k))
-        print(f"[{number}/{len(by_meeting)}] {meeting}: {len(units)} units, {len(meeting_pairs)} queries",
-              file=log, flush=True)
+        print(
+            f"[{number}/{len(by_meeting)}] {meeting}: {len(units)} units, {len(meeting_pairs)} queries",
+            file=log,
+            flush=True,
+        )
     return {
         "queries": len(n_units),
         "skipped_no_gold_unit": skipped,
@@ -192,14 +206,20 @@ def evaluate(pairs, corpus, scanner, retriever, seed=0, log=None):
 
 def markdown_table(result):
     header = "| system | R@10 | R@0.05 | R@0.1 |\n| --- | --- | --- | --- |\n"
-    rows = "".join(f"| {name} | " + " | ".join(f"{per_k[str(k)]:.3f}" for k in TOP_KS) + " |\n"
-                   for name, per_k in result["recall"].items())
+    rows = "".join(
+        f"| {name} | " + " | ".join(f"{per_k[str(k)]:.3f}" for k in TOP_KS) + " |\n"
+        for name, per_k in result["recall"].items()
+    )
     return header + rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="the offline data folder (default: $MAMBA_RETRIEVAL_DATA, else ../shared/data)")
+    parser.add_argument(
+        "--data-dir",
+        default=str(DEFAULT_DATA),
+        help="the offline data folder (default: $MAMBA_RETRIEVAL_DATA, else ../shared/data)",
+    )
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--limit", type=int, help="only the first N queries (for a quick run)")
     parser.add_argument("--scanner", help="SPScanner Hub folder (default: a random mamba2-tiny scanner)")
@@ -207,14 +227,19 @@ def main(argv=None):
     parser.add_argument("--output", help="write the result as JSON here")
     args = parser.parse_args(argv)
     pairs, corpus = load_pairs(args.data_dir, args.split)
-    pairs = pairs[:args.limit] if args.limit else pairs
+    pairs = pairs[: args.limit] if args.limit else pairs
     torch.set_num_threads(max(1, torch.get_num_threads()))
     result = evaluate(pairs, corpus, load_scanner(args.scanner), load_retriever(args.retriever))
-    result.update(split=args.split, limit=args.limit, command="python eval/studies/qmsum_sentence_recall.py "
-                  + " ".join(argv if argv is not None else sys.argv[1:]))
+    result.update(
+        split=args.split,
+        limit=args.limit,
+        command="python eval/studies/qmsum_sentence_recall.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
     print(markdown_table(result))
-    print(f"{result['queries']} queries, {result['mean_units_per_meeting_query']:.0f} units and "
-          f"{result['mean_gold_units']:.1f} gold units per query on average")
+    print(
+        f"{result['queries']} queries, {result['mean_units_per_meeting_query']:.0f} units and "
+        f"{result['mean_gold_units']:.1f} gold units per query on average"
+    )
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")

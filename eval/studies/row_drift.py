@@ -13,7 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 ROWS = "backbone.embeddings.weight"
@@ -31,17 +30,25 @@ def token_rows(folder):
 
 def row_drift(start, trained):
     if start.shape != trained.shape:
-        raise ValueError(f"The two folders' token rows differ in shape ({tuple(start.shape)} against "
-                         f"{tuple(trained.shape)}): they are not one student before and after training.")
+        raise ValueError(
+            f"The two folders' token rows differ in shape ({tuple(start.shape)} against "
+            f"{tuple(trained.shape)}): they are not one student before and after training."
+        )
     change = (trained - start).norm(dim=1)
     moved = change > 0
-    report = {"rows": len(start), "moved": int(moved.sum()),
-              "relative_change_of_moved": round(float((change[moved] / start[moved].norm(dim=1)).mean()), 4)
-              if moved.any() else 0.0}
+    report = {
+        "rows": len(start),
+        "moved": int(moved.sum()),
+        "relative_change_of_moved": round(float((change[moved] / start[moved].norm(dim=1)).mean()), 4)
+        if moved.any()
+        else 0.0,
+    }
     for name, rows in (("moved", moved), ("unmoved", ~moved)):
         if rows.any():
-            report[f"last_coordinate_{name}"] = [round(float(start[rows, -1].mean()), 4),
-                                                 round(float(trained[rows, -1].mean()), 4)]
+            report[f"last_coordinate_{name}"] = [
+                round(float(start[rows, -1].mean()), 4),
+                round(float(trained[rows, -1].mean()), 4),
+            ]
     return report
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 from mamba_retrieval.modeling.data_files import data_dir
 
 DEFAULT_DATA = data_dir()
@@ -58,21 +59,40 @@ def run_case(size, tokens, window, data_dir):
     document = scanner.segment(long_document(data_dir, tokens))
     segment_seconds = time.perf_counter() - started
     ends = [end for end in document.end_positions if end < tokens]
-    input_ids = document.input_ids[:ends[-1] + 1]
+    input_ids = document.input_ids[: ends[-1] + 1]
     after_load = max_rss_mb()
     started = time.perf_counter()
     scores = scanner.score("What did the group decide about the remote control design?", input_ids, ends)
     scan_seconds = time.perf_counter() - started
-    return {"model": size, "document_tokens": len(input_ids), "sentence_units": len(ends), "window": window,
-            "windows": len(sentence_windows(ends, window, scanner.model.config.stride)),
-            "segment_seconds": segment_seconds, "scan_seconds": scan_seconds,
-            "tokens_per_second": len(input_ids) / scan_seconds, "peak_rss_after_load_mb": after_load,
-            "peak_rss_mb": max_rss_mb(), "finite_scores": all(s == s for s in scores)}
+    return {
+        "model": size,
+        "document_tokens": len(input_ids),
+        "sentence_units": len(ends),
+        "window": window,
+        "windows": len(sentence_windows(ends, window, scanner.model.config.stride)),
+        "segment_seconds": segment_seconds,
+        "scan_seconds": scan_seconds,
+        "tokens_per_second": len(input_ids) / scan_seconds,
+        "peak_rss_after_load_mb": after_load,
+        "peak_rss_mb": max_rss_mb(),
+        "finite_scores": all(s == s for s in scores),
+    }
 
 
 def run_in_child(size, tokens, window, data_dir):
-    command = [sys.executable, "-m", "mamba_retrieval.eval.scanner_memory_benchmark", "--child", "--size", size,
-               "--tokens", str(tokens), "--window", str(window), "--data-dir", str(data_dir)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--size",
+        size,
+        "--tokens",
+        str(tokens),
+        "--window",
+        str(window),
+        "--data-dir",
+        str(data_dir),
+    ]
     process = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if process.returncode != 0:
         raise RuntimeError(f"case {tokens} tokens / window {window} failed:\n{process.stderr[-3000:]}")
@@ -91,33 +111,48 @@ def main(argv=None):
     if args.child:
         print(json.dumps(run_case(args.size, args.tokens, args.window, args.data_dir)))
         return
-    cases = [(args.window // 2, args.window), (args.window, args.window), (args.tokens, args.window),
-             (args.tokens, args.tokens + 1)]  # the last: one pass over the whole document (baseline)
+    cases = [
+        (args.window // 2, args.window),
+        (args.window, args.window),
+        (args.tokens, args.window),
+        (args.tokens, args.tokens + 1),
+    ]  # the last: one pass over the whole document (baseline)
     results = []
     for tokens, window in cases:
         result = run_in_child(args.size, tokens, window, args.data_dir)
         results.append(result)
-        print(f"{result['document_tokens']:>8} tokens, window {window:>7}: {result['windows']} windows, "
-              f"scan {result['scan_seconds']:.1f} s ({result['tokens_per_second']:.0f} tokens/s), "
-              f"peak RSS {result['peak_rss_mb']:.0f} MB (after load {result['peak_rss_after_load_mb']:.0f} MB)",
-              flush=True)
+        print(
+            f"{result['document_tokens']:>8} tokens, window {window:>7}: {result['windows']} windows, "
+            f"scan {result['scan_seconds']:.1f} s ({result['tokens_per_second']:.0f} tokens/s), "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB (after load {result['peak_rss_after_load_mb']:.0f} MB)",
+            flush=True,
+        )
     windowed, one_pass, one_window = results[2], results[3], results[1]
     summary = {
         "peak_ratio_windowed_long_vs_one_window": windowed["peak_rss_mb"] / one_window["peak_rss_mb"],
         "peak_ratio_windowed_vs_one_pass": windowed["peak_rss_mb"] / one_pass["peak_rss_mb"],
     }
-    print("\n| document tokens | window | windows | scan s | tokens/s | peak RSS MB |\n| --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| document tokens | window | windows | scan s | tokens/s | peak RSS MB |"
+        "\n| --- | --- | --- | --- | --- | --- |"
+    )
     for r in results:
         window = "whole document (one pass)" if r is one_pass else f"{r['window']:,}"
-        print(f"| {r['document_tokens']:,} | {window} | {r['windows']} | {r['scan_seconds']:.1f} | "
-              f"{r['tokens_per_second']:.0f} | {r['peak_rss_mb']:.0f} |")
-    print(f"\npeak RSS, {windowed['document_tokens']:,} tokens windowed / one window of {args.window:,}: "
-          f"{summary['peak_ratio_windowed_long_vs_one_window']:.2f}; windowed / one pass: "
-          f"{summary['peak_ratio_windowed_vs_one_pass']:.2f}")
+        print(
+            f"| {r['document_tokens']:,} | {window} | {r['windows']} | {r['scan_seconds']:.1f} | "
+            f"{r['tokens_per_second']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
+    print(
+        f"\npeak RSS, {windowed['document_tokens']:,} tokens windowed / one window of {args.window:,}: "
+        f"{summary['peak_ratio_windowed_long_vs_one_window']:.2f}; windowed / one pass: "
+        f"{summary['peak_ratio_windowed_vs_one_pass']:.2f}"
+    )
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps({"model": args.size, "machine": "2-core shared CPU",
-                                                 "cases": results, **summary}, indent=2) + "\n")
+        Path(args.output).write_text(
+            json.dumps({"model": args.size, "machine": "2-core shared CPU", "cases": results, **summary}, indent=2)
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

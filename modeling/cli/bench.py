@@ -9,21 +9,32 @@ from mamba_retrieval.eval.bench import ENCODE_MODELS, TRAIN_MODELS, run_bench
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "bench", help="encode speed and memory against length; training throughput",
+        "bench",
+        help="encode speed and memory against length; training throughput",
         description=bench.__doc__.split("\n\n")[0] + " Random weights; each model in its own process.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--models", nargs="+", default=list(ENCODE_MODELS), choices=ENCODE_MODELS)
     parser.add_argument("--lengths", nargs="+", type=int, default=[512, 2048, 8192, 32768])
     parser.add_argument("--repeats", type=int, default=1, help="encodes per length; the fastest counts")
-    parser.add_argument("--max-seconds", type=float, default=120.0,
-                        help="skip a length whose predicted encode time exceeds this")
-    parser.add_argument("--stream-chunk-size", type=int, default=None,
-                        help="MambaForRetrieval.stream_chunk_size (0: one pass); default: the model's")
+    parser.add_argument(
+        "--max-seconds", type=float, default=120.0, help="skip a length whose predicted encode time exceeds this"
+    )
+    parser.add_argument(
+        "--stream-chunk-size",
+        type=int,
+        default=None,
+        help="MambaForRetrieval.stream_chunk_size (0: one pass); default: the model's",
+    )
     parser.add_argument("--train-models", nargs="*", default=list(TRAIN_MODELS), choices=TRAIN_MODELS)
     parser.add_argument("--train-steps", type=int, default=2)
     parser.add_argument("--long-tokens", type=int, default=0, help="also encode one document this long")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch and numba threads in each child (default: torch's default, all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch and numba threads in each child (default: torch's default, all cores)",
+    )
     parser.add_argument("--output-dir", default="bench-results")
     parser.add_argument("--no-plot", action="store_true")
     parser.set_defaults(func=_run_from_cli)

@@ -6,10 +6,12 @@ from mamba_retrieval.modeling.pretrained import resolve_shipped
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "bundle", help="write an MTEB leaderboard submission (ModelMeta snippet + results folder)",
+        "bundle",
+        help="write an MTEB leaderboard submission (ModelMeta snippet + results folder)",
         description="From a Hub folder and its `mamba-retrieval eval` results, write OUT/mteb_model_meta.py (the "
-                    "ModelMeta for the mteb repository) and OUT/results/<org>__<name>/<revision>/ (the layout of "
-                    "the mteb results repository).")
+        "ModelMeta for the mteb repository) and OUT/results/<org>__<name>/<revision>/ (the layout of "
+        "the mteb results repository).",
+    )
     parser.add_argument("model", help="the Hub folder that was evaluated")
     parser.add_argument("--results", required=True, help="the --output folder of `mamba-retrieval eval`")
     parser.add_argument("--out", required=True, help="bundle folder to write")
@@ -28,10 +30,20 @@ def register(subparsers):
 
 def run(args):
     snippet, target, left_out = write_bundle(
-        resolve_shipped(args.model), args.results, args.out, name=args.name, revision=args.revision, eval_name=args.eval_name,
-        eval_revision=args.eval_revision, force=args.force, release_date=args.release_date, license=args.license,
-        training_datasets=args.training_datasets, adapted_from=args.adapted_from,
-        public_training_code=args.public_training_code)
+        resolve_shipped(args.model),
+        args.results,
+        args.out,
+        name=args.name,
+        revision=args.revision,
+        eval_name=args.eval_name,
+        eval_revision=args.eval_revision,
+        force=args.force,
+        release_date=args.release_date,
+        license=args.license,
+        training_datasets=args.training_datasets,
+        adapted_from=args.adapted_from,
+        public_training_code=args.public_training_code,
+    )
     print(f"wrote {snippet}\nwrote {target}")
     if left_out:
         print(f"left out (local tasks, not on the leaderboard): {', '.join(left_out)}")

@@ -5,10 +5,12 @@ from mamba_retrieval.hub_cards.render import write_card
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "card", help="write a Hub folder's model card from its mteb results",
+        "card",
+        help="write a Hub folder's model card from its mteb results",
         description="Render MODEL/README.md (YAML front matter, usage, prompts, install matrix, warnings, speed "
-                    "guidance, evaluation table with baselines) and MODEL/.eval_results/*.yaml from the result "
-                    "files of `mamba-retrieval eval`. Every score comes from a result file.")
+        "guidance, evaluation table with baselines) and MODEL/.eval_results/*.yaml from the result "
+        "files of `mamba-retrieval eval`. Every score comes from a result file.",
+    )
     parser.add_argument("model", help="the Hub folder")
     parser.add_argument("--results", required=True, help="the --output folder of `mamba-retrieval eval`")
     parser.add_argument("--repo-id", help="Hub id shown in the usage (default: the evaluated model name)")
@@ -23,8 +25,17 @@ def register(subparsers):
 
 
 def run(args):
-    written = write_card(args.model, args.results, force=args.force, repo_id=args.repo_id, revision=args.revision,
-                         eval_name=args.eval_name, eval_revision=args.eval_revision, base_model=args.base_model,
-                         license=args.license, baselines=not args.no_baselines)
+    written = write_card(
+        args.model,
+        args.results,
+        force=args.force,
+        repo_id=args.repo_id,
+        revision=args.revision,
+        eval_name=args.eval_name,
+        eval_revision=args.eval_revision,
+        base_model=args.base_model,
+        license=args.license,
+        baselines=not args.no_baselines,
+    )
     for path in written:
         print(f"wrote {path}")

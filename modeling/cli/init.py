@@ -8,15 +8,20 @@ from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "init", help="build a retriever Hub folder from a base model",
+        "init",
+        help="build a retriever Hub folder from a base model",
         description="Build a retriever Hub folder from BASE: a named size for a random model "
-                    f"({', '.join(NAMED_SIZES)}) or a transformers *-hf folder (MambaForCausalLM / "
-                    "Mamba2ForCausalLM, with its tokenizer).")
+        f"({', '.join(NAMED_SIZES)}) or a transformers *-hf folder (MambaForCausalLM / "
+        "Mamba2ForCausalLM, with its tokenizer).",
+    )
     parser.add_argument("base", help="named size or *-hf folder")
     parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
-    parser.add_argument("--eos-token", default=ENDOFTEXT,
-                        help="token appended to every text and pooled: <|endoftext|> (id 0, default) or <EOS> "
-                             "(added as id 50277, the paper's recipe)")
+    parser.add_argument(
+        "--eos-token",
+        default=ENDOFTEXT,
+        help="token appended to every text and pooled: <|endoftext|> (id 0, default) or <EOS> "
+        "(added as id 50277, the paper's recipe)",
+    )
     parser.add_argument("--max-seq-length", type=int, default=512, help="tokens per text, EOS included")
     parser.add_argument("--query-prompt", default="", help="text prepended to queries")
     parser.add_argument("--document-prompt", default="", help="text prepended to documents")
@@ -27,7 +32,14 @@ def register(subparsers):
 
 
 def run(args):
-    out = init_retriever(args.base, args.out, eos_token=args.eos_token, max_seq_length=args.max_seq_length,
-                         prompts={"query": args.query_prompt, "document": args.document_prompt}, dtype=args.dtype,
-                         seed=args.seed, force=args.force)
+    out = init_retriever(
+        args.base,
+        args.out,
+        eos_token=args.eos_token,
+        max_seq_length=args.max_seq_length,
+        prompts={"query": args.query_prompt, "document": args.document_prompt},
+        dtype=args.dtype,
+        seed=args.seed,
+        force=args.force,
+    )
     print(f"wrote {out}")

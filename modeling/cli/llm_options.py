@@ -15,12 +15,23 @@ def add_llm_arguments(parser):
     group.add_argument("--llm-temperature", type=float, default=0.0)
     group.add_argument("--llm-price-input", type=float, help="USD per million prompt tokens (to report the cost)")
     group.add_argument("--llm-price-output", type=float, help="USD per million completion tokens")
-    group.add_argument("--llm-cache-dir", help="response cache (default: OUT/llm_cache); the API key is read from "
-                                           "$OPENAI_API_KEY, never from the command line")
+    group.add_argument(
+        "--llm-cache-dir",
+        help="response cache (default: OUT/llm_cache); the API key is read from "
+        "$OPENAI_API_KEY, never from the command line",
+    )
 
 
 def client_from_args(args, default_cache_dir):
-    return LLMClient(args.llm_model, args.llm_base_url, cache_dir=args.llm_cache_dir or default_cache_dir,
-                     concurrency=args.llm_concurrency, timeout=args.llm_timeout, max_retries=args.llm_max_retries,
-                     temperature=args.llm_temperature, max_tokens=args.llm_max_tokens,
-                     price_input=args.llm_price_input, price_output=args.llm_price_output)
+    return LLMClient(
+        args.llm_model,
+        args.llm_base_url,
+        cache_dir=args.llm_cache_dir or default_cache_dir,
+        concurrency=args.llm_concurrency,
+        timeout=args.llm_timeout,
+        max_retries=args.llm_max_retries,
+        temperature=args.llm_temperature,
+        max_tokens=args.llm_max_tokens,
+        price_input=args.llm_price_input,
+        price_output=args.llm_price_output,
+    )

@@ -9,15 +9,21 @@ from mamba_retrieval.modeling.scanner import SentenceScanner
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "scan", help="score the sentences of a document against a question with an SPScanner folder",
+        "scan",
+        help="score the sentences of a document against a question with an SPScanner folder",
         description="Segment DOCUMENT into sentence units, score each against the question with an SPScanner "
-                    "model (windows with 50%% overlap for long documents) and print the best units in document "
-                    "order, then the context string an LLM would read.")
+        "model (windows with 50%% overlap for long documents) and print the best units in document "
+        "order, then the context string an LLM would read.",
+    )
     parser.add_argument("model", help="SPScanner Hub folder (mamba-retrieval convert / write_scanner_folder)")
     parser.add_argument("--question", required=True, help="the question")
     parser.add_argument("--document", required=True, help="text file (UTF-8), or - for standard input")
-    parser.add_argument("--top-k", type=float, default=10,
-                        help="units to keep: a count (10), or a fraction < 1 meaning max(10, ceil(n * k))")
+    parser.add_argument(
+        "--top-k",
+        type=float,
+        default=10,
+        help="units to keep: a count (10), or a fraction < 1 meaning max(10, ceil(n * k))",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.set_defaults(func=run)
 
@@ -39,12 +45,18 @@ def run(args):
     top_k = int(args.top_k) if args.top_k >= 1 else args.top_k
     result = SentenceScanner.from_pretrained(args.model).scan(args.question, document, top_k=top_k)
     if args.json:
-        print(json.dumps({
-            "n_units": len(result.units),
-            "selected": [{"index": i, "score": s, "text": result.units[i]}
-                         for i, s in zip(result.indices, result.scores)],
-            "context": result.context,
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "n_units": len(result.units),
+                    "selected": [
+                        {"index": i, "score": s, "text": result.units[i]} for i, s in zip(result.indices, result.scores)
+                    ],
+                    "context": result.context,
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     print(f"{len(result.indices)} of {len(result.units)} sentence units, in document order:")
     for index, score in zip(result.indices, result.scores):

@@ -9,14 +9,19 @@ from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "score-testset", help="score an SPScanner test set's sentences; the logits file `answer --logits` reads",
+        "score-testset",
+        help="score an SPScanner test set's sentences; the logits file `answer --logits` reads",
         description="Score every datapoint of TESTSET (SPScanner's published format) with an SPScanner folder and "
-                    "write the per-sentence logits file of their RAG pipeline.")
+        "write the per-sentence logits file of their RAG pipeline.",
+    )
     parser.add_argument("model", help="SPScanner Hub folder")
     parser.add_argument("testset", help="test-set file (.pickle / .pkl, or JSON)")
     parser.add_argument("output", help="logits file (.pickle / .pkl for their pipeline, or .json)")
-    parser.add_argument("--window-size", type=int, help="document tokens per window (default: the model's config; "
-                        "the original evaluate.py used 256000)")
+    parser.add_argument(
+        "--window-size",
+        type=int,
+        help="document tokens per window (default: the model's config; the original evaluate.py used 256000)",
+    )
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
 

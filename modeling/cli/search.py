@@ -7,16 +7,22 @@ DEFAULT_INDEX = ".mamba-retrieval-index"
 
 
 def _add_model_arguments(parser):
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"retriever: a Hub folder, a sentence-transformers model, or a shipped model's name "
-                             f"(default: {DEFAULT_MODEL}, installed with the package)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"retriever: a Hub folder, a sentence-transformers model, or a shipped model's name "
+        f"(default: {DEFAULT_MODEL}, installed with the package)",
+    )
     parser.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: ./{DEFAULT_INDEX})")
 
 
 def register(subparsers):
-    index = subparsers.add_parser("index", help="embed a folder of text files or a JSONL/BEIR corpus",
-                                  description="Build or update a search index: only new or changed documents are "
-                                              "embedded; each document is embedded whole.")
+    index = subparsers.add_parser(
+        "index",
+        help="embed a folder of text files or a JSONL/BEIR corpus",
+        description="Build or update a search index: only new or changed documents are "
+        "embedded; each document is embedded whole.",
+    )
     index.add_argument("source", help="folder of .txt/.md files, a corpus.jsonl, or a BEIR folder")
     _add_model_arguments(index)
     index.add_argument("--batch-size", type=int, default=8)

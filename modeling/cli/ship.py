@@ -7,9 +7,11 @@ from mamba_retrieval.modeling.shipping import refresh_remote_code, write_shipped
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "ship", help="store a trained folder as the shipped model, record its scores, refresh its remote code",
+        "ship",
+        help="store a trained folder as the shipped model, record its scores, refresh its remote code",
         description="Maintain a model shipped with the package (default: the folder of "
-                    f"{DEFAULT_MODEL} in the checkout).")
+        f"{DEFAULT_MODEL} in the checkout).",
+    )
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     copy = steps.add_parser("copy", help="store a trained Hub folder as a shipped model (float16 weights)")
     copy.add_argument("trained_folder")

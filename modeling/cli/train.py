@@ -14,11 +14,13 @@ from mamba_retrieval.modeling.training.retriever import TrainingSettings, read_e
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "train", help="fine-tune a retriever (InfoNCE, temperature 0.01, BM25 hard negatives)",
+        "train",
+        help="fine-tune a retriever (InfoNCE, temperature 0.01, BM25 hard negatives)",
         description="Fine-tune START (a Hub folder, a shipped model such as mamba-retrieval-tiny, a named size or a "
-                    "transformers *-hf folder) on (query, passage) pairs and write the trained Hub folder to OUT. "
-                    "Multi-GPU: `torchrun --nproc_per_node N -m mamba_retrieval.modeling.cli train ...` (or "
-                    "`accelerate launch`).")
+        "transformers *-hf folder) on (query, passage) pairs and write the trained Hub folder to OUT. "
+        "Multi-GPU: `torchrun --nproc_per_node N -m mamba_retrieval.modeling.cli train ...` (or "
+        "`accelerate launch`).",
+    )
     parser.add_argument("start")
     parser.add_argument("out")
     parser.add_argument("--data", required=True, help="JSONL of {query, positive, negatives?} or a BEIR folder")
@@ -51,7 +53,8 @@ def run(args):
     with tempfile.TemporaryDirectory(prefix="mamba-retrieval-start-") as work_dir:
         if not is_retriever_folder(start):
             start = init_retriever(start, Path(work_dir) / "start", max_seq_length=settings.passage_max_length)
-        log = train_retriever(start, examples, args.out, settings, prompts=prompts, force=args.force, corpus=corpus,
-                              start_name=args.start)
+        log = train_retriever(
+            start, examples, args.out, settings, prompts=prompts, force=args.force, corpus=corpus, start_name=args.start
+        )
     losses = [entry["loss"] for entry in log if "loss" in entry]
     print(json.dumps({"out": args.out, "first_loss": losses[:1], "last_loss": losses[-1:]}))

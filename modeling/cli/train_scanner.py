@@ -12,9 +12,11 @@ from mamba_retrieval.modeling.scanner.training import read_training_jsonl, train
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "train-scanner", help="fine-tune an SPScanner folder on JSONL training data",
+        "train-scanner",
+        help="fine-tune an SPScanner folder on JSONL training data",
         description="Train an SPScanner Hub folder on JSONL examples (input_ids, sentence_indices, "
-                    "sentence_labels) with the paper's recipe, and write the result as a new folder.")
+        "sentence_labels) with the paper's recipe, and write the result as a new folder.",
+    )
     parser.add_argument("model", help="SPScanner Hub folder to start from")
     parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
     parser.add_argument("--data", required=True, help="training JSONL")
@@ -34,9 +36,17 @@ def run(args):
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)
-    losses = train_scanner(model.to(device), examples, epochs=args.epochs, batch_size=args.batch_size,
-                           gradient_accumulation_steps=args.gradient_accumulation_steps, peak_lr=args.peak_lr,
-                           min_lr=args.min_lr, seed=args.seed, log_every=10)
+    losses = train_scanner(
+        model.to(device),
+        examples,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        peak_lr=args.peak_lr,
+        min_lr=args.min_lr,
+        seed=args.seed,
+        log_every=10,
+    )
     tokenizer_file = Path(args.model) / "tokenizer.json"
     tokenizer = build_scanner_tokenizer(tokenizer_file) if tokenizer_file.is_file() else None
     write_scanner_folder(model.cpu(), args.out, tokenizer, force=args.force)

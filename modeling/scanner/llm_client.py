@@ -70,11 +70,25 @@ class UsageStats:
                 setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self, price_input=None, price_output=None):
-        counts = {name: getattr(self, name) for name in (
-            "requests", "cache_hits", "retries", "failures", "malformed", "prompt_tokens", "completion_tokens",
-            "cached_prompt_tokens", "cached_completion_tokens")}
-        counts["cost_usd"] = (None if price_input is None or price_output is None else
-                              (self.prompt_tokens * price_input + self.completion_tokens * price_output) / 1e6)
+        counts = {
+            name: getattr(self, name)
+            for name in (
+                "requests",
+                "cache_hits",
+                "retries",
+                "failures",
+                "malformed",
+                "prompt_tokens",
+                "completion_tokens",
+                "cached_prompt_tokens",
+                "cached_completion_tokens",
+            )
+        }
+        counts["cost_usd"] = (
+            None
+            if price_input is None or price_output is None
+            else (self.prompt_tokens * price_input + self.completion_tokens * price_output) / 1e6
+        )
         return counts
 
 
@@ -98,16 +112,34 @@ def parse_chat_completion(body):
     if not isinstance(content, str):
         raise ValueError(f"choice has no text content (finish_reason {choices[0].get('finish_reason')!r})")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return (content, choices[0].get("finish_reason"), int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0))
+    return (
+        content,
+        choices[0].get("finish_reason"),
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
 
 
 class LLMClient:
     """`LLMClient(model=..., cache_dir=...).complete_many(prompts)` -> one `Completion` per prompt, in order."""
 
-    def __init__(self, model=None, base_url=None, api_key=None, cache_dir=None, *, concurrency=8, timeout=240.0,
-                 max_retries=5, backoff=2.0, max_backoff=60.0, temperature=0.0, max_tokens=2000, price_input=None,
-                 price_output=None):
+    def __init__(
+        self,
+        model=None,
+        base_url=None,
+        api_key=None,
+        cache_dir=None,
+        *,
+        concurrency=8,
+        timeout=240.0,
+        max_retries=5,
+        backoff=2.0,
+        max_backoff=60.0,
+        temperature=0.0,
+        max_tokens=2000,
+        price_input=None,
+        price_output=None,
+    ):
         self.model = model or os.environ.get("OPENAI_MODEL")
         if not self.model:
             raise ValueError("No LLM model given: pass --llm-model (or model=) or set OPENAI_MODEL.")
@@ -125,14 +157,29 @@ class LLMClient:
     def with_model(self, model, price_input=None, price_output=None):
         """A client with the same endpoint, settings and cache for another model (its own counts and prices: the
         other model's prices differ, so none are carried over)."""
-        return LLMClient(model, self.base_url, self.api_key, self.cache_dir, concurrency=self.concurrency,
-                         timeout=self.timeout, max_retries=self.max_retries, backoff=self.backoff,
-                         max_backoff=self.max_backoff, temperature=self.temperature, max_tokens=self.max_tokens,
-                         price_input=price_input, price_output=price_output)
+        return LLMClient(
+            model,
+            self.base_url,
+            self.api_key,
+            self.cache_dir,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            price_input=price_input,
+            price_output=price_output,
+        )
 
     def request_body(self, prompt):
-        return {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
 
     def cache_key(self, body):
         return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -155,8 +202,9 @@ class LLMClient:
         path = self._cache_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-        staging.write_text(json.dumps({"request": body, "response": json.loads(response_text)}, ensure_ascii=False),
-                           encoding="utf-8")
+        staging.write_text(
+            json.dumps({"request": body, "response": json.loads(response_text)}, ensure_ascii=False), encoding="utf-8"
+        )
         os.replace(staging, path)  # atomic: a crash never leaves half a cache entry
 
     def complete(self, prompt):
@@ -168,10 +216,15 @@ class LLMClient:
         cached = self._read_cache(key)
         if cached is not None:
             text, finish, prompt_tokens, completion_tokens = parse_chat_completion(json.dumps(cached))
-            self.stats.add(cache_hits=1, cached_prompt_tokens=prompt_tokens,
-                           cached_completion_tokens=completion_tokens)
-            return Completion(prompt, text, cached=True, prompt_tokens=prompt_tokens,
-                              completion_tokens=completion_tokens, finish_reason=finish)
+            self.stats.add(cache_hits=1, cached_prompt_tokens=prompt_tokens, cached_completion_tokens=completion_tokens)
+            return Completion(
+                prompt,
+                text,
+                cached=True,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                finish_reason=finish,
+            )
         try:
             response_text = self._post_with_retries(body)
         except LLMError as error:
@@ -184,8 +237,9 @@ class LLMClient:
             return Completion(prompt, error=f"malformed response: {error}", malformed=True)
         self.stats.add(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         self._write_cache(key, body, response_text)
-        return Completion(prompt, text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          finish_reason=finish)
+        return Completion(
+            prompt, text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, finish_reason=finish
+        )
 
     def complete_many(self, prompts, progress=None):
         """Completions of `prompts` (in order), `concurrency` requests at a time."""
@@ -229,7 +283,7 @@ class LLMClient:
             if attempt == self.max_retries:
                 raise LLMError(f"{problem} (gave up after {self.max_retries + 1} attempts to {url})")
             self.stats.add(retries=1)
-            delay = min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
+            delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
             time.sleep(max(delay, retry_after or 0.0))
         raise AssertionError("unreachable")
 

@@ -47,7 +47,7 @@ def split_sentences(text):
 
 def _split_words(text, max_words):
     words = text.split()
-    return [" ".join(words[i:i + max_words]) for i in range(0, len(words), max_words)]
+    return [" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words)]
 
 
 def split_pieces(text, max_piece_words=50, max_piece_chars=1000):
@@ -90,7 +90,7 @@ class SegmentedDocument:
 
 def segment_document(text, tokenizer, min_unit_tokens=20, max_piece_words=50, max_piece_chars=1000):
     """Split `text` into sentence units and find each unit's end token. `tokenizer` must add no special tokens
-    (see `mamba_retrieval.modeling.scanner.build_scanner_tokenizer`)."""
+    (see `sentence_scanner.build_scanner_tokenizer`)."""
     if not isinstance(text, str):
         raise TypeError(f"The document must be a str, got {type(text).__name__}.")
     pieces = split_pieces(text, max_piece_words, max_piece_chars)
@@ -98,8 +98,10 @@ def segment_document(text, tokenizer, min_unit_tokens=20, max_piece_words=50, ma
     while pieces and not pieces[0].lstrip(LEADING_WHITESPACE):
         pieces.pop(0)
     if not pieces:
-        raise ValueError("The document has no text to score (empty, only whitespace, or only pieces of "
-                         f"{max_piece_chars}+ characters without sentence breaks).")
+        raise ValueError(
+            "The document has no text to score (empty, only whitespace, or only pieces of "
+            f"{max_piece_chars}+ characters without sentence breaks)."
+        )
     token_counts = [len(ids) for ids in tokenizer(pieces, add_special_tokens=False)["input_ids"]]
     pieces[0] = pieces[0].lstrip(LEADING_WHITESPACE)
     units, _ = merge_pieces(pieces, token_counts, min_unit_tokens)
@@ -116,4 +118,4 @@ def segment_document(text, tokenizer, min_unit_tokens=20, max_piece_words=50, ma
         end_positions.append(max(last_inside, previous + 1))
     if end_positions[-1] >= len(token_ends):
         raise ValueError("Could not place a token at the end of every sentence unit; the document is degenerate.")
-    return SegmentedDocument(units, encoding["input_ids"][:end_positions[-1] + 1], end_positions)
+    return SegmentedDocument(units, encoding["input_ids"][: end_positions[-1] + 1], end_positions)

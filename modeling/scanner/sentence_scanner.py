@@ -16,12 +16,12 @@ import torch
 from tokenizers import Tokenizer, processors
 from transformers import PreTrainedTokenizerFast
 
-from mamba_retrieval.modeling.scanner.segmentation import segment_document
-from mamba_retrieval.modeling.tokenizer import ENDOFTEXT, VENDORED_TOKENIZER
-from mamba_retrieval.modeling.sizes import NAMED_SIZES
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
-from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring
 from mamba_retrieval.modeling.hub_folder import staged_folder, write_scanner_contents
+from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring
+from mamba_retrieval.modeling.scanner.segmentation import segment_document
+from mamba_retrieval.modeling.sizes import NAMED_SIZES
+from mamba_retrieval.modeling.tokenizer import ENDOFTEXT, VENDORED_TOKENIZER
 
 # Documents are windowed by the scanner, never truncated by the tokenizer.
 UNBOUNDED_LENGTH = 10**12
@@ -35,9 +35,15 @@ def build_scanner_tokenizer(tokenizer_file=VENDORED_TOKENIZER):
     backend.no_truncation()
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token=ENDOFTEXT, bos_token=ENDOFTEXT, unk_token=ENDOFTEXT,
-        pad_token=ENDOFTEXT, padding_side="right", model_max_length=UNBOUNDED_LENGTH,
-        model_input_names=["input_ids"], clean_up_tokenization_spaces=False,
+        tokenizer_object=backend,
+        eos_token=ENDOFTEXT,
+        bos_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,
+        pad_token=ENDOFTEXT,
+        padding_side="right",
+        model_max_length=UNBOUNDED_LENGTH,
+        model_input_names=["input_ids"],
+        clean_up_tokenization_spaces=False,
     )
 
 
@@ -88,9 +94,8 @@ def score_document(model, question_ids, document_ids, end_positions, window_size
     prefix = len(question_ids)
     for first, last in sentence_windows(end_positions, window_size, stride):
         start = 0 if first == 0 else end_positions[first - 1] + 1
-        input_ids = torch.tensor([question_ids + document_ids[start:end_positions[last] + 1]], device=device)
-        positions = torch.tensor([[prefix + end_positions[i] - start for i in range(first, last + 1)]],
-                                 device=device)
+        input_ids = torch.tensor([question_ids + document_ids[start : end_positions[last] + 1]], device=device)
+        positions = torch.tensor([[prefix + end_positions[i] - start for i in range(first, last + 1)]], device=device)
         logits = model(input_ids=input_ids, sentence_end_positions=positions).logits[0].tolist()
         for offset, logit in enumerate(logits):
             sums[first + offset] += logit
@@ -109,7 +114,7 @@ def top_k_count(n_sentences, top_k):
 def top_k_indices(scores, top_k):
     """Indices of the best `top_k` scores, in document order; ties go to the earlier sentence."""
     ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
-    return sorted(ranked[:top_k_count(len(scores), top_k)])
+    return sorted(ranked[: top_k_count(len(scores), top_k)])
 
 
 def join_context(units, indices):
@@ -146,8 +151,10 @@ class SentenceScanner:
 
     def __init__(self, model, tokenizer=None):
         if getattr(model.config, "model_type", None) != "mamba_scanner":
-            raise ValueError(f"Expected an SPScanner model (model_type 'mamba_scanner'), got "
-                             f"{getattr(model.config, 'model_type', type(model).__name__)!r}.")
+            raise ValueError(
+                f"Expected an SPScanner model (model_type 'mamba_scanner'), got "
+                f"{getattr(model.config, 'model_type', type(model).__name__)!r}."
+            )
         self.model = model.eval()
         self.tokenizer = tokenizer if tokenizer is not None else build_scanner_tokenizer()
 
@@ -165,8 +172,9 @@ class SentenceScanner:
 
     def segment(self, document):
         config = self.model.config
-        return segment_document(document, self.tokenizer, config.min_unit_tokens, config.max_piece_words,
-                                config.max_piece_chars)
+        return segment_document(
+            document, self.tokenizer, config.min_unit_tokens, config.max_piece_words, config.max_piece_chars
+        )
 
     def score(self, question, document_ids, end_positions):
         """Mean logit per unit, for a document already tokenized and segmented."""
@@ -178,8 +186,9 @@ class SentenceScanner:
         segmented = self.segment(document)
         scores = self.score(question, segmented.input_ids, segmented.end_positions)
         indices = top_k_indices(scores, top_k)
-        return ScanResult(indices, [scores[i] for i in indices], join_context(segmented.units, indices),
-                          segmented.units, scores)
+        return ScanResult(
+            indices, [scores[i] for i in indices], join_context(segmented.units, indices), segmented.units, scores
+        )
 
 
 def random_scanner(size="mamba2-tiny", seed=0, **config_overrides):
@@ -195,6 +204,12 @@ def random_scanner(size="mamba2-tiny", seed=0, **config_overrides):
 def write_scanner_folder(model, out_dir, tokenizer=None, *, card=None, extra_files=None, force=False):
     """Write a scanner Hub folder (its own auto_map, the plain tokenizer, no sentence-transformers files)."""
     with staged_folder(out_dir, force) as staging:
-        write_scanner_contents(model, tokenizer if tokenizer is not None else build_scanner_tokenizer(), staging,
-                               max_seq_length=UNBOUNDED_LENGTH, card=card, extra_files=extra_files)
+        write_scanner_contents(
+            model,
+            tokenizer if tokenizer is not None else build_scanner_tokenizer(),
+            staging,
+            max_seq_length=UNBOUNDED_LENGTH,
+            card=card,
+            extra_files=extra_files,
+        )
     return Path(out_dir).absolute()

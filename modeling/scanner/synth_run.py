@@ -15,10 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 from mamba_retrieval.modeling.scanner import synthetic_data as sd
-from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
-from mamba_retrieval.modeling.scanner.sentence_scanner import question_token_ids
+from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer, question_token_ids
 
 STEPS = ("documents", "connections", "questions", "needed", "train")
 LLM_STEPS = ("connections", "questions", "needed")
@@ -84,8 +83,10 @@ class SynthRun:
             recorded = json.loads(manifest.read_text())
             if recorded != settings:
                 changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
-                raise ValueError(f"{self.out} was made with other settings ({', '.join(changed)} differ); use "
-                                 f"another output folder, or remove it to start over.")
+                raise ValueError(
+                    f"{self.out} was made with other settings ({', '.join(changed)} differ); use "
+                    f"another output folder, or remove it to start over."
+                )
         else:
             manifest.write_text(json.dumps(settings, indent=2) + "\n")
         stats_path = self.out / "stats.json"
@@ -94,7 +95,7 @@ class SynthRun:
 
     def run(self, until="train"):
         results = None
-        for step in STEPS[:STEPS.index(until) + 1]:
+        for step in STEPS[: STEPS.index(until) + 1]:
             path = self.out / f"{step}.jsonl"
             if path.exists():
                 print(f"[{step}] done before: {path}", file=self.log)
@@ -111,8 +112,11 @@ class SynthRun:
                 if self.client is not None:
                     self.stats["llm_this_run"] = self.client.usage()
                 (self.out / "stats.json").write_text(json.dumps(self.stats, indent=2) + "\n")
-                print(f"[{step}] kept {len(results)}, skipped {sum(skipped.values())}"
-                      f"{' ' + str(skipped) if skipped else ''} -> {path}", file=self.log)
+                print(
+                    f"[{step}] kept {len(results)}, skipped {sum(skipped.values())}"
+                    f"{' ' + str(skipped) if skipped else ''} -> {path}",
+                    file=self.log,
+                )
         return results
 
     def _llm(self, prompts, step):
@@ -120,12 +124,17 @@ class SynthRun:
         step before it writes anything: a rerun sends only those again, the others come from the cache."""
 
         completions = self.client.complete_many(
-            prompts, progress=lambda done, total: done % 50 == 0 and print(f"[{step}] {done}/{total}",
-                                                                           file=self.log, flush=True))
+            prompts,
+            progress=lambda done, total: (
+                done % 50 == 0 and print(f"[{step}] {done}/{total}", file=self.log, flush=True)
+            ),
+        )
         failed = [c for c in completions if not c.ok and not c.malformed]
         if failed:
-            raise LLMError(f"{len(failed)} of {len(prompts)} requests of step {step} failed (first: "
-                           f"{failed[0].error}); rerun the same command to retry them (answers so far are cached).")
+            raise LLMError(
+                f"{len(failed)} of {len(prompts)} requests of step {step} failed (first: "
+                f"{failed[0].error}); rerun the same command to retry them (answers so far are cached)."
+            )
         return completions
 
     def _documents(self):
@@ -137,7 +146,7 @@ class SynthRun:
         if self.documents is None:
             raise ValueError("The documents step needs the corpus.")
         for doc_id, text in self.documents:
-            n_tokens = len(self.tokenizer(text[:(s["max_tokens"] + 1) * 20], add_special_tokens=False)["input_ids"])
+            n_tokens = len(self.tokenizer(text[: (s["max_tokens"] + 1) * 20], add_special_tokens=False)["input_ids"])
             problem = sd.document_problem(text, n_tokens, s["min_tokens"], s["max_tokens"], s["min_english_share"])
             if problem is None:
                 try:
@@ -149,8 +158,14 @@ class SynthRun:
             if problem:
                 skipped[problem] += 1
                 continue
-            kept.append({"doc_id": doc_id, "units": segmented.units, "input_ids": segmented.input_ids,
-                         "end_positions": segmented.end_positions})
+            kept.append(
+                {
+                    "doc_id": doc_id,
+                    "units": segmented.units,
+                    "input_ids": segmented.input_ids,
+                    "end_positions": segmented.end_positions,
+                }
+            )
         return kept, skipped
 
     def step_connections(self):
@@ -161,11 +176,23 @@ class SynthRun:
             skipped["same_chunk_drawn_again"] += s["chunks_per_document"] - len(chunks)
             for n, (chunk_first, box_first, box_last) in chunks:
                 prompt, line_units = sd.connection_prompt(doc["units"], chunk_first, box_first, box_last)
-                jobs.append(({"chunk_key": f"{doc_id}#{n}", "doc_id": doc_id, "chunk_first": chunk_first,
-                              "box": [box_first, box_last]}, prompt, line_units))
+                jobs.append(
+                    (
+                        {
+                            "chunk_key": f"{doc_id}#{n}",
+                            "doc_id": doc_id,
+                            "chunk_first": chunk_first,
+                            "box": [box_first, box_last],
+                        },
+                        prompt,
+                        line_units,
+                    )
+                )
         kept = []
         for (record, _, line_units), completion in zip(jobs, self._llm([j[1] for j in jobs], "connections")):
-            connections, problem = self._parsed(completion, lambda text: sd.parse_connections(text, line_units))
+            connections, problem = self._parsed(
+                completion, lambda text, units=line_units: sd.parse_connections(text, units)
+            )
             if problem:
                 skipped[problem] += 1
                 continue
@@ -184,9 +211,19 @@ class SynthRun:
             if not selected:
                 skipped["connection_range_too_short"] += 1
             for unit, unit_range in selected:
-                jobs.append(({"chunk_key": record["chunk_key"], "doc_id": record["doc_id"],
-                              "chunk_first": record["chunk_first"], "selected": unit, "connection_range": unit_range,
-                              "connection": connections[unit]}, sd.question_prompt(connections[unit])))
+                jobs.append(
+                    (
+                        {
+                            "chunk_key": record["chunk_key"],
+                            "doc_id": record["doc_id"],
+                            "chunk_first": record["chunk_first"],
+                            "selected": unit,
+                            "connection_range": unit_range,
+                            "connection": connections[unit],
+                        },
+                        sd.question_prompt(connections[unit]),
+                    )
+                )
         kept = []
         for (record, _), completion in zip(jobs, self._llm([j[1] for j in jobs], "questions")):
             question, problem = self._parsed(completion, sd.parse_question)
@@ -205,7 +242,9 @@ class SynthRun:
             jobs.append((record, prompt, listed, set(chunk_part)))
         kept, skipped = [], Counter()
         for (record, _, listed, chunk_part), completion in zip(jobs, self._llm([j[1] for j in jobs], "needed")):
-            needed, problem = self._parsed(completion, lambda text: sd.parse_needed_sentences(text, listed))
+            needed, problem = self._parsed(
+                completion, lambda text, listed=listed: sd.parse_needed_sentences(text, listed)
+            )
             if problem is None and not (set(needed) & chunk_part and set(needed) - chunk_part):
                 problem = "needed_not_on_both_sides"
             if problem:
@@ -222,8 +261,27 @@ class SynthRun:
         examples = []
         for record in chosen:
             doc = documents[record["doc_id"]]
-            example = sd.training_example(question_token_ids(self.tokenizer, record["question"]), doc["input_ids"],
-                                          doc["end_positions"], record["needed_units"])
-            examples.append({**example, **{k: record[k] for k in (
-                "doc_id", "chunk_key", "chunk_first", "selected", "connection_range", "question", "needed_units")}})
+            example = sd.training_example(
+                question_token_ids(self.tokenizer, record["question"]),
+                doc["input_ids"],
+                doc["end_positions"],
+                record["needed_units"],
+            )
+            examples.append(
+                {
+                    **example,
+                    **{
+                        k: record[k]
+                        for k in (
+                            "doc_id",
+                            "chunk_key",
+                            "chunk_first",
+                            "selected",
+                            "connection_range",
+                            "question",
+                            "needed_units",
+                        )
+                    },
+                }
+            )
         return examples, Counter({"another_example_of_the_same_chunk": len(candidates) - len(chosen)})

@@ -33,7 +33,8 @@ SKIP_WORDS = ("gutenberg", "copyright")  # licence boilerplate connections make 
 # The 50 most frequent English words; English prose has a third or more of its words among them.
 ENGLISH_FUNCTION_WORDS = frozenset(
     "the of and to a in is it you that he was for on are with as i his they be at one have this from or had by "
-    "not but what all were we when your can said there use an each which she do how their if will".split())
+    "not but what all were we when your can said there use an each which she do how their if will".split()
+)
 
 
 def english_share(text):
@@ -144,8 +145,11 @@ def farthest_connections(connections, chunk_first, min_range=MIN_CONNECTION_RANG
     if not ranges or max(ranges.values()) < min_range:
         return []
     best = max(ranges.values())
-    return [(unit, best) for unit, value in sorted(ranges.items()) if value == best
-            and not any(word in connections[unit].lower() for word in SKIP_WORDS)]
+    return [
+        (unit, best)
+        for unit, value in sorted(ranges.items())
+        if value == best and not any(word in connections[unit].lower() for word in SKIP_WORDS)
+    ]
 
 
 def question_prompt(connection):

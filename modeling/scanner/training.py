@@ -11,7 +11,6 @@ clipped to norm 1.0; bfloat16 autocast on GPU.
 import json
 import math
 import random
-from pathlib import Path
 
 import torch
 
@@ -54,9 +53,9 @@ def collate(examples, pad_token_id=0):
     positions = torch.full((len(examples), sentences), -1, dtype=torch.long)
     labels = torch.zeros((len(examples), sentences), dtype=torch.long)
     for row, example in enumerate(examples):
-        input_ids[row, :len(example["input_ids"])] = torch.tensor(example["input_ids"])
-        positions[row, :len(example["sentence_indices"])] = torch.tensor(example["sentence_indices"])
-        labels[row, :len(example["sentence_labels"])] = torch.tensor(example["sentence_labels"])
+        input_ids[row, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
+        positions[row, : len(example["sentence_indices"])] = torch.tensor(example["sentence_indices"])
+        labels[row, : len(example["sentence_labels"])] = torch.tensor(example["sentence_labels"])
     return {"input_ids": input_ids, "sentence_end_positions": positions, "labels": labels}
 
 
@@ -69,8 +68,19 @@ def learning_rate_factor(step, total_steps, peak_lr=1e-4, min_lr=1e-5, warmup_fr
     return (min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / peak_lr
 
 
-def train_scanner(model, examples, *, epochs=1, batch_size=1, gradient_accumulation_steps=1, peak_lr=1e-4,
-                  min_lr=1e-5, max_grad_norm=1.0, seed=0, log_every=0):
+def train_scanner(
+    model,
+    examples,
+    *,
+    epochs=1,
+    batch_size=1,
+    gradient_accumulation_steps=1,
+    peak_lr=1e-4,
+    min_lr=1e-5,
+    max_grad_norm=1.0,
+    seed=0,
+    log_every=0,
+):
     """Train `model` (MambaForSentenceScoring) in place; returns the loss of every optimiser step."""
     for index, example in enumerate(examples):
         check_example(example, f"example {index}")
@@ -80,17 +90,23 @@ def train_scanner(model, examples, *, epochs=1, batch_size=1, gradient_accumulat
     total_steps = max(1, epochs * batches_per_epoch // gradient_accumulation_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, total_steps, peak_lr, min_lr))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
+        optimizer, lambda step: learning_rate_factor(step, total_steps, peak_lr, min_lr)
+    )
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
     rng = random.Random(seed)
     model.train()
     losses, step_loss, micro = [], 0.0, 0
     for _ in range(epochs):
         rng.shuffle(order)
         for start in range(0, len(order), batch_size):
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in order[start:start + batch_size]],
-                                                          model.config.pad_token_id or 0).items()}
+            batch = {
+                k: v.to(device)
+                for k, v in collate(
+                    [examples[i] for i in order[start : start + batch_size]], model.config.pad_token_id or 0
+                ).items()
+            }
             with autocast:
                 loss = model(**batch).loss / gradient_accumulation_steps
             loss.backward()
@@ -103,8 +119,9 @@ def train_scanner(model, examples, *, epochs=1, batch_size=1, gradient_accumulat
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(step_loss)
                 if log_every and len(losses) % log_every == 0:
-                    print(f"step {len(losses)}/{total_steps}  loss {step_loss:.4f}  "
-                          f"lr {scheduler.get_last_lr()[0]:.2e}")
+                    print(
+                        f"step {len(losses)}/{total_steps}  loss {step_loss:.4f}  lr {scheduler.get_last_lr()[0]:.2e}"
+                    )
                 step_loss = 0.0
     model.eval()
     return losses

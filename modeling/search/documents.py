@@ -51,8 +51,10 @@ def read_jsonl_corpus(path):
                 doc_id = str(row["_id"] if "_id" in row else row["id"])
                 text = row["text"]
             except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: expected a JSON object with '_id' (or 'id') and 'text' "
-                                 f"({type(error).__name__}: {error}).") from error
+                raise ValueError(
+                    f"{path}:{number}: expected a JSON object with '_id' (or 'id') and 'text' "
+                    f"({type(error).__name__}: {error})."
+                ) from error
             title = row.get("title") or ""
             documents.append(Document(doc_id, f"{title} {text}".strip() if title else text))
     if not documents:
@@ -94,8 +96,22 @@ def git_ignored(folder):
     tree and git is installed (otherwise nothing is ignored). A folder that is itself ignored is indexed whole: the
     user pointed at it."""
     try:
-        result = subprocess.run(["git", "-C", str(folder), "ls-files", "-z", "--others", "--ignored",
-                                 "--exclude-standard", "--directory", "."], capture_output=True, timeout=60)
+        result = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(folder),
+                "ls-files",
+                "-z",
+                "--others",
+                "--ignored",
+                "--exclude-standard",
+                "--directory",
+                ".",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return lambda path: False
     entries = {os.fsdecode(entry) for entry in result.stdout.split(b"\0") if entry}

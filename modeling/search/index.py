@@ -26,21 +26,28 @@ class SearchIndex:
     def load(cls, folder):
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file():
-            raise FileNotFoundError(f"No index at {folder}: build one first with `mamba-retrieval index SOURCE "
-                                    f"--index {folder}` (or pass --source to search).")
+            raise FileNotFoundError(
+                f"No index at {folder}: build one first with `mamba-retrieval index SOURCE "
+                f"--index {folder}` (or pass --source to search)."
+            )
         meta = json.loads((folder / INDEX_FILE).read_text())
         embeddings = np.load(folder / EMBEDDINGS_FILE)
         if len(meta["documents"]) != len(embeddings):
-            raise ValueError(f"The index at {folder} is inconsistent ({len(meta['documents'])} documents, "
-                             f"{len(embeddings)} embeddings); rebuild it with --rebuild.")
+            raise ValueError(
+                f"The index at {folder} is inconsistent ({len(meta['documents'])} documents, "
+                f"{len(embeddings)} embeddings); rebuild it with --rebuild."
+            )
         ids = [d["id"] for d in meta["documents"]]
         return cls(meta["model"], ids, [d["sha256"] for d in meta["documents"]], embeddings)
 
     def save(self, folder):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"format_version": FORMAT_VERSION, "model": self.model_name,
-                "documents": [{"id": i, "sha256": h} for i, h in zip(self.ids, self.hashes)]}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": self.model_name,
+            "documents": [{"id": i, "sha256": h} for i, h in zip(self.ids, self.hashes)],
+        }
         # embeddings first, metadata last: a reader never sees new metadata beside old embeddings
         _atomic_write(folder / EMBEDDINGS_FILE, lambda f: np.save(f, self.embeddings))
         _atomic_write(folder / INDEX_FILE, lambda f: f.write(json.dumps(meta, indent=1).encode()))
@@ -88,8 +95,10 @@ def update_index(index_dir, documents, model_name, encode_documents, rebuild=Fal
     index_dir = Path(index_dir)
     old = SearchIndex.load(index_dir) if (index_dir / INDEX_FILE).is_file() and not rebuild else None
     if old is not None and old.model_name != model_name:
-        raise ValueError(f"The index at {index_dir} was built with model {old.model_name!r}, not {model_name!r}. "
-                         "Pass --rebuild to re-embed everything with the new model, or use another --index.")
+        raise ValueError(
+            f"The index at {index_dir} was built with model {old.model_name!r}, not {model_name!r}. "
+            "Pass --rebuild to re-embed everything with the new model, or use another --index."
+        )
     known = {(i, h): row for row, (i, h) in enumerate(zip(old.ids, old.hashes))} if old else {}
     todo = [d for d in documents if (d.id, d.sha256) not in known]
     new_rows = iter(encode_documents([d.text for d in todo])) if todo else iter(())

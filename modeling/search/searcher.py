@@ -37,20 +37,26 @@ def build_or_update(source, index_dir, model, batch_size=8, max_length=None, reb
     def encode(texts):
         nonlocal encoder
         encoder = encoder or load_encoder(model, max_length)
-        return encoder.encode_document(texts, batch_size=batch_size, show_progress_bar=True,
-                                       normalize_embeddings=True, convert_to_numpy=True)
+        return encoder.encode_document(
+            texts, batch_size=batch_size, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
+        )
 
     index, counts = update_index(index_dir, report.documents, model_identity(model), encode, rebuild=rebuild)
-    print(f"index {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} unchanged, "
-          f"{counts['removed']} removed, {len(report.skipped)} skipped", file=sys.stderr)
+    print(
+        f"index {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} unchanged, "
+        f"{counts['removed']} removed, {len(report.skipped)} skipped",
+        file=sys.stderr,
+    )
     return index
 
 
 def search(query, index_dir, model, k=10):
     index = SearchIndex.load(index_dir)
     if index.model_name != model_identity(model):
-        raise ValueError(f"The index at {index_dir} was built with {index.model_name!r}; search it with the same "
-                         "--model, or rebuild it with `mamba-retrieval index ... --rebuild`.")
+        raise ValueError(
+            f"The index at {index_dir} was built with {index.model_name!r}; search it with the same "
+            "--model, or rebuild it with `mamba-retrieval index ... --rebuild`."
+        )
     if not query.strip():
         raise ValueError("The query is empty.")
     query_embedding = load_encoder(model).encode_query([query], normalize_embeddings=True, convert_to_numpy=True)[0]

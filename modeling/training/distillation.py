@@ -69,12 +69,13 @@ def gloss_document_pairs(path, synsets_per_document=8, seed=0):
     rng.shuffle(synsets)
     pairs = []
     for start in range(0, len(synsets) - synsets_per_document + 1, synsets_per_document):
-        group = synsets[start:start + synsets_per_document]
+        group = synsets[start : start + synsets_per_document]
         with_examples = [synset for synset in group if synset["examples"]]
         if not with_examples:
             continue
-        entries = [f"{', '.join(w.replace('_', ' ') for w in synset['words'])}: {synset['definition']}"
-                   for synset in group]
+        entries = [
+            f"{', '.join(w.replace('_', ' ') for w in synset['words'])}: {synset['definition']}" for synset in group
+        ]
         pairs.append(Pair(rng.choice(rng.choice(with_examples)["examples"]), "\n".join(entries)))
     return pairs
 
@@ -95,11 +96,11 @@ def meeting_window_pairs(corpus_path, train_qrels_path, window_turns=12, seed=0,
                 continue
             turns = [turn for turn in document["text"].split("\n") if turn.strip()]
             for start in range(0, len(turns) - window_turns + 1, window_turns):
-                window = turns[start:start + window_turns]
+                window = turns[start : start + window_turns]
                 query = max(range(len(window)), key=lambda i: len(window[i]))
                 if len(window[query].split()) < 8:
                     continue
-                kept = window if rng.random() < keep_query else window[:query] + window[query + 1:]
+                kept = window if rng.random() < keep_query else window[:query] + window[query + 1 :]
                 pairs.append(Pair(window[query].split(":", 1)[-1].strip(), "\n".join(kept)))
     rng.shuffle(pairs)
     return pairs
@@ -122,9 +123,14 @@ class TeacherCache:
     def ensure(self, texts, batch_size=64, save_every=20_000):
         missing = sorted({t for t in texts if self.key(t) not in self.vectors})
         for start in range(0, len(missing), save_every):
-            chunk = missing[start:start + save_every]
-            vectors = self.teacher.encode(chunk, batch_size=batch_size, normalize_embeddings=True,
-                                          convert_to_numpy=True, show_progress_bar=len(chunk) > batch_size)
+            chunk = missing[start : start + save_every]
+            vectors = self.teacher.encode(
+                chunk,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=len(chunk) > batch_size,
+            )
             self.vectors.update({self.key(t): v.astype(np.float16) for t, v in zip(chunk, vectors)})
             self.save()  # resumable: what is encoded is kept even if the run stops later
 
@@ -192,7 +198,7 @@ def token_idf(tokenizer, texts, size):
     log(n / (1 + df)), unseen ids at the largest value."""
     df = np.zeros(size, np.int64)
     for start in range(0, len(texts), 2048):
-        for ids in tokenizer(texts[start:start + 2048], add_special_tokens=False)["input_ids"]:
+        for ids in tokenizer(texts[start : start + 2048], add_special_tokens=False)["input_ids"]:
             df[np.unique(np.asarray(ids, dtype=np.int64))] += 1
     idf = torch.from_numpy(np.log(len(texts) / (1.0 + df))).float().clamp(min=0)
     if not idf.max() > 0:
@@ -217,15 +223,16 @@ def init_bag_of_embeddings(model, tokenizer, cache, idf, gate=4.0, scale=0.02, i
     config = model.config
     width, inner, states = config.hidden_size, config.intermediate_size, config.state_size
     if config.backbone != "mamba" or inner < width + 1 or not config.use_conv_bias:
-        raise ValueError("The bag-of-embeddings start needs a Mamba-1 student with intermediate_size > hidden_size "
-                         "and a conv bias.")
+        raise ValueError(
+            "The bag-of-embeddings start needs a Mamba-1 student with intermediate_size > hidden_size and a conv bias."
+        )
     if tokenizer.eos_token_id is None:
         raise ValueError("The bag-of-embeddings start needs a tokenizer with an EOS token (the pooled position).")
     embeddings = model.get_input_embeddings().weight
     rows = init_embeddings_from_teacher(model, tokenizer, cache, width=width - 1)
-    semantic = embeddings[:, :width - 1]
+    semantic = embeddings[:, : width - 1]
     semantic /= semantic.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-6)
-    embeddings[:, width - 1] = (idf[:embeddings.shape[0]] / idf.max()).to(embeddings.dtype)
+    embeddings[:, width - 1] = (idf[: embeddings.shape[0]] / idf.max()).to(embeddings.dtype)
     eos = tokenizer.eos_token_id
     embeddings[eos, width - 1] = 0.0  # the EOS weighs as a zero-IDF token: softplus(0) = ln 2
     eos_direction = F.normalize(embeddings[eos].float(), dim=0)
@@ -256,13 +263,14 @@ def init_bag_of_embeddings(model, tokenizer, cache, idf, gate=4.0, scale=0.02, i
         mixer.A_log.fill_(-15.0)  # A = -3e-7: dt * A is a millionth or less per token
         mixer.D.zero_()
         mixer.out_proj.weight.zero_()
-        mixer.out_proj.weight[:width - 1, :width - 1] = torch.eye(width - 1)  # the idf and constant sums stay out
+        mixer.out_proj.weight[: width - 1, : width - 1] = torch.eye(width - 1)  # the idf and constant sums stay out
     model.backbone.norm_f.weight.fill_(1.0)
     return rows
 
 
-def distillation_loss(query_embeddings, passage_embeddings, teacher_queries, teacher_passages, weight,
-                      temperature=TEMPERATURE):
+def distillation_loss(
+    query_embeddings, passage_embeddings, teacher_queries, teacher_passages, weight, temperature=TEMPERATURE
+):
     """InfoNCE over in-batch passages + weight * MSE of the cosine-similarity matrices over all 2B texts (the
     second term only when teacher embeddings are given)."""
     student = F.normalize(torch.cat([query_embeddings, passage_embeddings]), dim=-1)
@@ -285,10 +293,29 @@ def encode_batch(model, tokenizer, texts, max_length, rows_only=False):
     return model(**batch).sentence_embedding, batch["input_ids"].numel()
 
 
-def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_rate=1e-3, weight=10.0,
-           query_max_length=32, passage_max_length=256, seed=0, log_every=50, prompts=None, source_shares=None,
-           temperature=TEMPERATURE, dev_pairs=(), dev_every=500, without_teacher=(), rows_only=False,
-           row_map=False):
+def distil(
+    model,
+    tokenizer,
+    sources,
+    cache,
+    *,
+    steps,
+    batch_size=32,
+    learning_rate=1e-3,
+    weight=10.0,
+    query_max_length=32,
+    passage_max_length=256,
+    seed=0,
+    log_every=50,
+    prompts=None,
+    source_shares=None,
+    temperature=TEMPERATURE,
+    dev_pairs=(),
+    dev_every=500,
+    without_teacher=(),
+    rows_only=False,
+    row_map=False,
+):
     """Train `model` (a MambaForRetrieval) in place; returns the log [{step, loss, contrastive, similarity, ...}].
 
     `sources` maps a name to its pairs. Each batch comes from one source, so that short glosses are never padded
@@ -306,19 +333,33 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
         raise ValueError("No training pairs: every source is empty.")
     shares = [(source_shares or {}).get(name, len(sources[name])) for name in names]
     distilled = [name for name in names if name not in without_teacher]
-    cache.ensure([p.query for name in distilled for p in sources[name]] +
-                 [p.passage for name in distilled for p in sources[name]])
+    cache.ensure(
+        [p.query for name in distilled for p in sources[name]]
+        + [p.passage for name in distilled for p in sources[name]]
+    )
     rng = random.Random(seed)
     _check_rows_only(model, tokenizer, rows_only, row_map)  # before the row map's teacher pass over 50k tokens
-    row_map = SharedRowMap(*teacher_token_vectors(tokenizer, cache, model.get_input_embeddings().weight.shape[0]),
-                           width=model.config.hidden_size, skip=[tokenizer.eos_token_id]) if row_map else None
+    row_map = (
+        SharedRowMap(
+            *teacher_token_vectors(tokenizer, cache, model.get_input_embeddings().weight.shape[0]),
+            width=model.config.hidden_size,
+            skip=[tokenizer.eos_token_id],
+        )
+        if row_map
+        else None
+    )
     with _trainable(model, tokenizer, rows_only, row_map) as parameters:
         # no weight decay on rows-only: it would shrink the EOS row, the residual that every text's sum is added to
-        optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
-                                      weight_decay=0.0 if rows_only else 0.01)
+        optimizer = torch.optim.AdamW(
+            parameters, lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.0 if rows_only else 0.01
+        )
         warmup = max(1, steps // 20)  # 5% linear warm-up, then cosine decay to zero
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
-            1 + math.cos(math.pi * min(1.0, (s + 1 - warmup) / max(1, steps - warmup))))))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: min(
+                (s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (s + 1 - warmup) / max(1, steps - warmup))))
+            ),
+        )
         model.train()
         log, started, tokens = [], time.time(), 0
         for step in range(1, steps + 1):
@@ -326,17 +367,21 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
             pairs = sources[name]
             batch = distinct_passages(rng.sample(pairs, min(len(pairs), 2 * batch_size)), batch_size)
             with parametrize.cached():  # a row map's rows once per step, not once per encode
-                queries, query_tokens = encode_batch(model, tokenizer, [prompts["query"] + p.query for p in batch],
-                                                     query_max_length, rows_only)
+                queries, query_tokens = encode_batch(
+                    model, tokenizer, [prompts["query"] + p.query for p in batch], query_max_length, rows_only
+                )
                 passages, passage_tokens = encode_batch(
-                    model, tokenizer, [prompts["document"] + p.passage for p in batch], passage_max_length,
-                    rows_only)
+                    model, tokenizer, [prompts["document"] + p.passage for p in batch], passage_max_length, rows_only
+                )
             tokens += query_tokens + passage_tokens
             teacher_queries, teacher_passages = (
-                (None, None) if name in without_teacher else
-                (cache.get([p.query for p in batch]), cache.get([p.passage for p in batch])))
-            loss, contrastive, similarity = distillation_loss(queries, passages, teacher_queries, teacher_passages,
-                                                              weight, temperature)
+                (None, None)
+                if name in without_teacher
+                else (cache.get([p.query for p in batch]), cache.get([p.passage for p in batch]))
+            )
+            loss, contrastive, similarity = distillation_loss(
+                queries, passages, teacher_queries, teacher_passages, weight, temperature
+            )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -344,9 +389,16 @@ def distil(model, tokenizer, sources, cache, *, steps, batch_size=32, learning_r
             schedule.step()
             if step % log_every == 0 or step in (1, steps):
                 seconds = time.time() - started
-                log.append({"step": step, "loss": loss.item(), "contrastive": contrastive.item(),
-                            "similarity": similarity.item(), "seconds": round(seconds, 1),
-                            "tokens_per_second": round(tokens / seconds)})
+                log.append(
+                    {
+                        "step": step,
+                        "loss": loss.item(),
+                        "contrastive": contrastive.item(),
+                        "similarity": similarity.item(),
+                        "seconds": round(seconds, 1),
+                        "tokens_per_second": round(tokens / seconds),
+                    }
+                )
                 if dev_pairs and (step % dev_every == 0 or step == steps):
                     recall = dev_recall_at_1(model, tokenizer, dev_pairs, prompts, rows_only)
                     log[-1]["dev_recall_at_1"] = round(recall, 4)
@@ -404,8 +456,12 @@ def dev_recall_at_1(model, tokenizer, pairs, prompts=None, rows_only=False, batc
     pairs = distinct_passages(pairs, len(pairs))
 
     def embed(texts, max_length):
-        return torch.cat([encode_batch(model, tokenizer, texts[i:i + batch_size], max_length, rows_only)[0]
-                          for i in range(0, len(texts), batch_size)])
+        return torch.cat(
+            [
+                encode_batch(model, tokenizer, texts[i : i + batch_size], max_length, rows_only)[0]
+                for i in range(0, len(texts), batch_size)
+            ]
+        )
 
     queries = embed([prompts["query"] + p.query for p in pairs], 32)
     passages = embed([prompts["document"] + p.passage for p in pairs], 256)

@@ -53,8 +53,10 @@ def read_examples(path, split="train"):
                 continue
             row = json.loads(line)
             if not isinstance(row.get("query"), str) or not isinstance(row.get("positive"), str):
-                raise ValueError(f"{path}:{number}: each line needs string fields 'query' and 'positive' "
-                                 "(and optionally a list 'negatives').")
+                raise ValueError(
+                    f"{path}:{number}: each line needs string fields 'query' and 'positive' "
+                    "(and optionally a list 'negatives')."
+                )
             examples.append(Example(row["query"], row["positive"], list(row.get("negatives", []))))
     if not examples:
         raise ValueError(f"{path} holds no training pairs.")
@@ -97,12 +99,13 @@ def mine_bm25_negatives(examples, corpus, count, skip=3, seed=0):
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
     depth = min(len(corpus), skip + count + 5)
-    rows, _ = retriever.retrieve(bm25s.tokenize([e.query for e in examples], show_progress=False), k=depth,
-                                 show_progress=False)
+    rows, _ = retriever.retrieve(
+        bm25s.tokenize([e.query for e in examples], show_progress=False), k=depth, show_progress=False
+    )
     rng = random.Random(seed)
     for example, ranked in zip(examples, rows):
         candidates = [corpus[i] for i in ranked if corpus[i] != example.positive]
-        chosen = candidates[skip:skip + count] or candidates[:count]
+        chosen = candidates[skip : skip + count] or candidates[:count]
         while len(chosen) < count:  # tiny corpora: fill with random passages rather than leave columns ragged
             chosen.append(rng.choice([p for p in corpus if p != example.positive]))
         example.negatives = example.negatives + chosen
@@ -141,9 +144,11 @@ def train_retriever(start, examples, out_dir, settings, prompts=None, force=Fals
     """Train the retriever Hub folder `start` on `examples`; write the trained Hub folder to `out_dir`. Returns the
     trainer's log. `start_name` is what the record calls the start (default: the folder). A named size or an
     `*-hf` folder becomes a retriever folder first (conversion.base_models.init_retriever)."""
-    from sentence_transformers import (SentenceTransformerTrainer, SentenceTransformerTrainingArguments)
-    from sentence_transformers.sentence_transformer.losses import (CachedMultipleNegativesRankingLoss,
-                                                                   MultipleNegativesRankingLoss)
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
 
     check_output_dir(out_dir, force)
     with tempfile.TemporaryDirectory(prefix="mamba-retrieval-train-") as work_dir:
@@ -153,12 +158,14 @@ def train_retriever(start, examples, out_dir, settings, prompts=None, force=Fals
         if settings.hard_negatives:
             examples = mine_bm25_negatives(examples, corpus, settings.hard_negatives, seed=settings.seed)
         dataset = to_dataset(examples)
-        column_prompts = {name: prompts.get("query" if name == "anchor" else "document", "")
-                          for name in dataset.column_names}
+        column_prompts = {
+            name: prompts.get("query" if name == "anchor" else "document", "") for name in dataset.column_names
+        }
         scale = 1 / TEMPERATURE
         if settings.cached_mini_batch_size:
-            loss = CachedMultipleNegativesRankingLoss(model, scale=scale,
-                                                      mini_batch_size=settings.cached_mini_batch_size)
+            loss = CachedMultipleNegativesRankingLoss(
+                model, scale=scale, mini_batch_size=settings.cached_mini_batch_size
+            )
         else:
             loss = MultipleNegativesRankingLoss(model, scale=scale)
         args = SentenceTransformerTrainingArguments(
@@ -180,11 +187,23 @@ def train_retriever(start, examples, out_dir, settings, prompts=None, force=Fals
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
         trainer.train()
         log = trainer.state.log_history
-        record = {"start": str(start_name or start), "examples": len(examples), "columns": dataset.column_names,
-                  "temperature": TEMPERATURE, "loss": type(loss).__name__, "settings": asdict(settings),
-                  "log": log}
+        record = {
+            "start": str(start_name or start),
+            "examples": len(examples),
+            "columns": dataset.column_names,
+            "temperature": TEMPERATURE,
+            "loss": type(loss).__name__,
+            "settings": asdict(settings),
+            "log": log,
+        }
         transformer = model[0]
-        write_hub_folder(transformer.auto_model, transformer.tokenizer, out_dir,
-                         max_seq_length=settings.passage_max_length, prompts=prompts,
-                         extra_files={"training.json": json.dumps(record, indent=2) + "\n"}, force=force)
+        write_hub_folder(
+            transformer.auto_model,
+            transformer.tokenizer,
+            out_dir,
+            max_seq_length=settings.passage_max_length,
+            prompts=prompts,
+            extra_files={"training.json": json.dumps(record, indent=2) + "\n"},
+            force=force,
+        )
     return log

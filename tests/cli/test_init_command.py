@@ -4,20 +4,24 @@ import json
 
 import pytest
 import torch
+from source_checkpoints import make_transformers_lm
 from transformers import AutoModel
 
-from mamba_retrieval.modeling.sizes import NAMED_SIZES
 from mamba_retrieval.modeling.cli import main
+from mamba_retrieval.modeling.sizes import NAMED_SIZES
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
-from source_checkpoints import make_transformers_lm
 
 
 @pytest.mark.parametrize("backbone", ["mamba", "mamba2"])
 @pytest.mark.parametrize("eos_token, eos_id", [("<|endoftext|>", 0), ("<EOS>", 50277)])
 def test_init_from_transformers_lm(tmp_path, backbone, eos_token, eos_id):
     lm = make_transformers_lm(tmp_path / "base", backbone)
-    assert main(["init", str(tmp_path / "base"), str(tmp_path / "out"), "--eos-token", eos_token,
-                 "--max-seq-length", "128"]) == 0
+    assert (
+        main(
+            ["init", str(tmp_path / "base"), str(tmp_path / "out"), "--eos-token", eos_token, "--max-seq-length", "128"]
+        )
+        == 0
+    )
     retriever = AutoModel.from_pretrained(tmp_path / "out", trust_remote_code=True).eval()
     assert retriever.config.eos_token_id == eos_id
     expected = {f"backbone.{k}": v for k, v in lm.backbone.state_dict().items()}

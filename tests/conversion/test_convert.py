@@ -5,14 +5,19 @@ import textwrap
 
 import pytest
 import torch
+from helpers import run_fresh_python
 from safetensors.torch import load_file
+from source_checkpoints import (
+    MAMBA_SSM_CONFIGS,
+    make_transformers_lm,
+    tevatron_state_dict,
+    write_mamba_ssm_folder,
+    write_tevatron_untied_folders,
+)
 from transformers import AutoModel
 
-from helpers import run_fresh_python
-from mamba_retrieval.modeling.file_hashes import file_sha256 as sha256
 from mamba_retrieval.modeling.cli import main
-from source_checkpoints import (MAMBA_SSM_CONFIGS, make_transformers_lm, tevatron_state_dict,
-                                write_mamba_ssm_folder, write_tevatron_untied_folders)
+from mamba_retrieval.modeling.file_hashes import file_sha256 as sha256
 
 
 def convert(src, out, *args):
@@ -22,8 +27,11 @@ def convert(src, out, *args):
 
 def as_retriever_keys(mamba_ssm_state):
     """What the converted folder must hold: the source tensors, embedding renamed, no LM head."""
-    return {("backbone.embeddings.weight" if k == "backbone.embedding.weight" else k): v
-            for k, v in mamba_ssm_state.items() if k != "lm_head.weight"}
+    return {
+        ("backbone.embeddings.weight" if k == "backbone.embedding.weight" else k): v
+        for k, v in mamba_ssm_state.items()
+        if k != "lm_head.weight"
+    }
 
 
 def assert_holds(folder, expected, dtype=torch.float32):
@@ -53,8 +61,9 @@ def test_mamba_ssm_folder(tmp_path, backbone, capsys):
     assert_holds(tmp_path / "out", as_retriever_keys(source))
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["backbone"] == backbone and config["vocab_size"] == {"mamba": 50280, "mamba2": 50288}[backbone]
-    assert report["source_files"] == {name: sha256(tmp_path / "src" / name)
-                                      for name in ("config.json", "pytorch_model.bin")}
+    assert report["source_files"] == {
+        name: sha256(tmp_path / "src" / name) for name in ("config.json", "pytorch_model.bin")
+    }
     assert report["eos_token_id"] == 0 and report["dtype"] == "float32"
     assert report["tokenizer"].startswith("GPT-NeoX-20B")
 
@@ -103,8 +112,9 @@ def test_tevatron_untied_state_dict(tmp_path, backbone):
 
 def test_tevatron_untied_folders_with_wrapped_keys(tmp_path):
     query, passage = write_tevatron_untied_folders(tmp_path / "src", "mamba2")
-    write_mamba_ssm_folder(tmp_path / "src" / "passage_model", "mamba2",
-                           state_dict={f"_orig_mod.{k}": v for k, v in passage.items()})
+    write_mamba_ssm_folder(
+        tmp_path / "src" / "passage_model", "mamba2", state_dict={f"_orig_mod.{k}": v for k, v in passage.items()}
+    )
     assert_verified(convert(tmp_path / "src", tmp_path / "out"), "tevatron", ["query", "document"])
     assert_holds(tmp_path / "out" / "query", as_retriever_keys(query))
     assert_holds(tmp_path / "out" / "document", as_retriever_keys(passage))
@@ -158,6 +168,7 @@ def test_untied_folders_load_offline_in_a_fresh_process(tmp_path):
 
 # ---- bad input: a clear error, nothing written ---------------------------------------------------------------------
 
+
 def convert_fails(src, out, *args, capsys):
     assert main(["convert", str(src), str(out), *args]) == 2
     assert_nothing_written(out)
@@ -201,8 +212,10 @@ def test_truncated_bin(tmp_path, capsys):
 
 
 def test_unknown_ssm_cfg(tmp_path, capsys):
-    config = {**MAMBA_SSM_CONFIGS["mamba2"], "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16,
-                                                          "norm_before_gate": True}}
+    config = {
+        **MAMBA_SSM_CONFIGS["mamba2"],
+        "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "norm_before_gate": True},
+    }
     write_mamba_ssm_folder(tmp_path / "src", "mamba2", config=config)
     assert "ssm_cfg.norm_before_gate" in convert_fails(tmp_path / "src", tmp_path / "out", capsys=capsys)
 

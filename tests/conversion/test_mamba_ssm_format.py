@@ -3,21 +3,61 @@
 import pytest
 import torch
 
-from mamba_retrieval.conversion.mamba_ssm_format import (config_from_mamba_ssm, is_mamba_ssm_config, key_table,
-                                                         map_mamba_ssm_keys)
+from mamba_retrieval.conversion.mamba_ssm_format import (
+    config_from_mamba_ssm,
+    is_mamba_ssm_config,
+    key_table,
+    map_mamba_ssm_keys,
+)
 
 # The config.json files of state-spaces/mamba-130m (written by mamba_ssm 1.x) and state-spaces/mamba2-130m (2.x).
-MAMBA_130M = {"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {}, "rms_norm": True,
-              "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8}
-MAMBA2_130M = {"d_model": 768, "d_intermediate": 0, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {"layer": "Mamba2"},
-               "attn_layer_idx": [], "attn_cfg": {}, "rms_norm": True, "residual_in_fp32": True,
-               "fused_add_norm": True, "pad_vocab_size_multiple": 16, "tie_embeddings": True}
+MAMBA_130M = {
+    "d_model": 768,
+    "n_layer": 24,
+    "vocab_size": 50277,
+    "ssm_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 8,
+}
+MAMBA2_130M = {
+    "d_model": 768,
+    "d_intermediate": 0,
+    "n_layer": 24,
+    "vocab_size": 50277,
+    "ssm_cfg": {"layer": "Mamba2"},
+    "attn_layer_idx": [],
+    "attn_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 16,
+    "tie_embeddings": True,
+}
 
 # The keys of one layer of those checkpoints, as mamba_ssm names them.
-MAMBA1_LAYER_KEYS = ["A_log", "D", "conv1d.bias", "conv1d.weight", "dt_proj.bias", "dt_proj.weight", "in_proj.weight",
-                     "out_proj.weight", "x_proj.weight"]
-MAMBA2_LAYER_KEYS = ["A_log", "D", "conv1d.bias", "conv1d.weight", "dt_bias", "in_proj.weight", "norm.weight",
-                     "out_proj.weight"]
+MAMBA1_LAYER_KEYS = [
+    "A_log",
+    "D",
+    "conv1d.bias",
+    "conv1d.weight",
+    "dt_proj.bias",
+    "dt_proj.weight",
+    "in_proj.weight",
+    "out_proj.weight",
+    "x_proj.weight",
+]
+MAMBA2_LAYER_KEYS = [
+    "A_log",
+    "D",
+    "conv1d.bias",
+    "conv1d.weight",
+    "dt_bias",
+    "in_proj.weight",
+    "norm.weight",
+    "out_proj.weight",
+]
 
 
 def test_mamba1_config_uses_mamba_ssm_defaults():
@@ -38,27 +78,35 @@ def test_mamba2_config_uses_mamba_ssm_defaults_not_transformers():
 
 
 def test_ssm_cfg_overrides_are_used():
-    config = config_from_mamba_ssm({**MAMBA2_130M, "d_model": 64, "ssm_cfg": {
-        "layer": "Mamba2", "d_state": 16, "headdim": 16, "ngroups": 2, "chunk_size": 8, "dt_min": 0.01}})
+    config = config_from_mamba_ssm(
+        {
+            **MAMBA2_130M,
+            "d_model": 64,
+            "ssm_cfg": {"layer": "Mamba2", "d_state": 16, "headdim": 16, "ngroups": 2, "chunk_size": 8, "dt_min": 0.01},
+        }
+    )
     assert (config.state_size, config.head_dim, config.n_groups, config.chunk_size) == (16, 16, 2, 8)
     assert config.num_heads == 8
     config = config_from_mamba_ssm({**MAMBA_130M, "ssm_cfg": {"d_state": 8, "dt_rank": 12, "d_conv": 3}})
     assert (config.state_size, config.time_step_rank, config.conv_kernel) == (8, 12, 3)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"d_intermediate": 512}, "d_intermediate"),
-    ({"attn_layer_idx": [3]}, "attn_layer_idx"),
-    ({"rms_norm": False}, "rms_norm"),
-    ({"ssm_cfg": {"layer": "Mamba3"}}, "ssm_cfg.layer"),
-    ({"ssm_cfg": {"layer": "Mamba2", "D_has_hdim": True}}, "ssm_cfg.D_has_hdim"),
-    ({"ssm_cfg": {"layer": "Mamba2", "norm_before_gate": True}}, "ssm_cfg.norm_before_gate"),
-    ({"ssm_cfg": {"layer": "Mamba2", "d_ssm": 512}}, "ssm_cfg.d_ssm"),
-    ({"ssm_cfg": {"layer": "Mamba2", "dt_limit": [0.0, 0.1]}}, "ssm_cfg.dt_limit"),
-    ({"ssm_cfg": {"layer": "Mamba2", "mystery": 1}}, "mystery"),
-    ({"ssm_cfg": {"headdim": 32}}, "headdim"),  # a Mamba-2 field on a Mamba-1 mixer
-    ({"bidirectional": True}, "bidirectional"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"d_intermediate": 512}, "d_intermediate"),
+        ({"attn_layer_idx": [3]}, "attn_layer_idx"),
+        ({"rms_norm": False}, "rms_norm"),
+        ({"ssm_cfg": {"layer": "Mamba3"}}, "ssm_cfg.layer"),
+        ({"ssm_cfg": {"layer": "Mamba2", "D_has_hdim": True}}, "ssm_cfg.D_has_hdim"),
+        ({"ssm_cfg": {"layer": "Mamba2", "norm_before_gate": True}}, "ssm_cfg.norm_before_gate"),
+        ({"ssm_cfg": {"layer": "Mamba2", "d_ssm": 512}}, "ssm_cfg.d_ssm"),
+        ({"ssm_cfg": {"layer": "Mamba2", "dt_limit": [0.0, 0.1]}}, "ssm_cfg.dt_limit"),
+        ({"ssm_cfg": {"layer": "Mamba2", "mystery": 1}}, "mystery"),
+        ({"ssm_cfg": {"headdim": 32}}, "headdim"),  # a Mamba-2 field on a Mamba-1 mixer
+        ({"bidirectional": True}, "bidirectional"),
+    ],
+)
 def test_unsupported_variants_are_refused_naming_the_field(change, field):
     with pytest.raises(ValueError, match=field):
         config_from_mamba_ssm({**MAMBA2_130M, **change})
@@ -69,7 +117,8 @@ def test_key_table_names_every_real_key():
         config = config_from_mamba_ssm({**base, "n_layer": 2})
         sources = {source for source, _ in key_table(config)}
         expected = {"backbone.embedding.weight", "backbone.norm_f.weight"} | {
-            f"backbone.layers.{i}.{k}" for i in range(2) for k in ["norm.weight"] + [f"mixer.{p}" for p in layer_keys]}
+            f"backbone.layers.{i}.{k}" for i in range(2) for k in ["norm.weight"] + [f"mixer.{p}" for p in layer_keys]
+        }
         assert sources == expected
         assert dict(key_table(config))["backbone.embedding.weight"] == "backbone.embeddings.weight"
 

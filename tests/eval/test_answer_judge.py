@@ -2,28 +2,30 @@
 QMSum questions with recorded LLM answers and judgements (SPScanner logits, BM25, random and full context)."""
 
 import json
-from pathlib import Path
 
 import pytest
-
 from helpers import DATA
+from recorded_llm import EXCHANGES, RecordedEndpoint
+
 from mamba_retrieval.eval import answer_judge as aj
 from mamba_retrieval.eval.qa_metrics import best_f1, normalize_answer, parse_answer, parse_judge_decision, token_f1
 from mamba_retrieval.modeling.cli import main
-from recorded_llm import EXCHANGES, RecordedEndpoint
 
 QUERIES = ("IS1003a-s1", "IS1003a-s2")  # two questions on the shortest meeting of QMSum's test split
 
 
-@pytest.mark.parametrize("prediction, reference, expected", [
-    ("The cat sat.", "a cat sat", 1.0),  # articles and punctuation do not count
-    ("U.S.A.!", "usa", 1.0),
-    ("twenty five Euros", "25 Euros", 0.4),  # 1 shared of 3 and 2 tokens: P 1/3, R 1/2
-    ("red red blue", "red blue blue green", 4 / 7),  # overlap counts multiplicity: 2 shared, P 2/3, R 1/2
-    ("Paris", "London", 0.0),
-    ("", "anything", 0.0),
-    ("the", "a", 0.0),  # both empty after normalisation: 0, as SQuAD v1.1 and LongBench
-])
+@pytest.mark.parametrize(
+    "prediction, reference, expected",
+    [
+        ("The cat sat.", "a cat sat", 1.0),  # articles and punctuation do not count
+        ("U.S.A.!", "usa", 1.0),
+        ("twenty five Euros", "25 Euros", 0.4),  # 1 shared of 3 and 2 tokens: P 1/3, R 1/2
+        ("red red blue", "red blue blue green", 4 / 7),  # overlap counts multiplicity: 2 shared, P 2/3, R 1/2
+        ("Paris", "London", 0.0),
+        ("", "anything", 0.0),
+        ("the", "a", 0.0),  # both empty after normalisation: 0, as SQuAD v1.1 and LongBench
+    ],
+)
 def test_token_f1_hand_checked(prediction, reference, expected):
     assert token_f1(prediction, reference) == pytest.approx(expected)
 
@@ -41,13 +43,16 @@ def test_parse_answer():
     assert parse_answer("No keyword here " * 200) == ("No keyword here " * 200)[:2000]
 
 
-@pytest.mark.parametrize("output, decision", [
-    ("REASON: same.\nDECISION: YES", "yes"),
-    ("**DECISION:** No.", "no"),
-    ("Decision: yes, it matches", "yes"),
-    ("DECISION:: NO", "no"),
-    ("REASON: same.\nDECISION:\nYES", "yes"),  # the decision on the line after the keyword
-])
+@pytest.mark.parametrize(
+    "output, decision",
+    [
+        ("REASON: same.\nDECISION: YES", "yes"),
+        ("**DECISION:** No.", "no"),
+        ("Decision: yes, it matches", "yes"),
+        ("DECISION:: NO", "no"),
+        ("REASON: same.\nDECISION:\nYES", "yes"),  # the decision on the line after the keyword
+    ],
+)
 def test_parse_judge_decision(output, decision):
     assert parse_judge_decision(output) == decision
 
@@ -59,8 +64,13 @@ def test_parse_judge_decision_malformed(output):
 
 
 def test_prompts_join_sentences_as_the_original():
-    point = {"question": "Q?", "answer": ["A"], "answer_type": "sentence",
-             "full_text_sentences": ["One. ", "Two. ", "Three. ", "Four."], "sentence_indices": [3, 5, 7, 9]}
+    point = {
+        "question": "Q?",
+        "answer": ["A"],
+        "answer_type": "sentence",
+        "full_text_sentences": ["One. ", "Two. ", "Three. ", "Four."],
+        "sentence_indices": [3, 5, 7, 9],
+    }
     prompt = aj.answer_prompt("bm25", point, [0, 1, 3])
     assert "Question:\nQ?\n\nContext:\nOne. Two. \nFour.\n\nConnect the dots" in prompt
     assert prompt.endswith('output a short one-sentence answer after the keyword "ANSWER:".\n')
@@ -105,9 +115,24 @@ def qmsum_questions(tmp_path):
 
 
 def answer(testset, logits, out, endpoint, *extra):
-    return main(["answer", str(testset), str(out), "--logits", str(logits), "--llm-model", "recorded-model",
-                 "--llm-base-url", endpoint.base_url, "--full-context-tokens", "3000", "--llm-max-retries", "0",
-                 *extra])
+    return main(
+        [
+            "answer",
+            str(testset),
+            str(out),
+            "--logits",
+            str(logits),
+            "--llm-model",
+            "recorded-model",
+            "--llm-base-url",
+            endpoint.base_url,
+            "--full-context-tokens",
+            "3000",
+            "--llm-max-retries",
+            "0",
+            *extra,
+        ]
+    )
 
 
 def test_answer_and_judge_end_to_end(qmsum_questions, tmp_path, monkeypatch, capsys):
@@ -147,8 +172,19 @@ def test_answer_and_judge_end_to_end(qmsum_questions, tmp_path, monkeypatch, cap
     assert json.loads((tmp_path / "again" / "results.json").read_text())["table"] == table
     # Declared multiple-choice, the same answers are judged but get no F1 (as in the original).
     with RecordedEndpoint() as endpoint:
-        assert answer(testset, logits, tmp_path / "choice", endpoint, "--llm-cache-dir", str(out / "llm_cache"),
-                      "--multiple-choice", "qmsum") == 0
+        assert (
+            answer(
+                testset,
+                logits,
+                tmp_path / "choice",
+                endpoint,
+                "--llm-cache-dir",
+                str(out / "llm_cache"),
+                "--multiple-choice",
+                "qmsum",
+            )
+            == 0
+        )
     choice = json.loads((tmp_path / "choice" / "results.json").read_text())["table"]
     assert all(choice[s]["qmsum"]["f1"] is None and choice[s]["mean"]["f1"] is None for s in aj.SYSTEMS)
     assert [choice[s]["qmsum"]["accuracy"] for s in aj.SYSTEMS] == [1.0, 1.0, 0.0, 1.0]
@@ -158,15 +194,59 @@ def test_answer_refuses_missing_inputs(qmsum_questions, tmp_path, monkeypatch, c
     testset, _ = qmsum_questions
     (tmp_path / "empty.json").write_text(json.dumps({"qmsum": {}}))
     with RecordedEndpoint() as endpoint:
-        assert main(["answer", str(testset), str(tmp_path / "o"), "--systems", "scanner", "--llm-model", "m",
-                     "--llm-base-url", endpoint.base_url]) == 2
+        assert (
+            main(
+                [
+                    "answer",
+                    str(testset),
+                    str(tmp_path / "o"),
+                    "--systems",
+                    "scanner",
+                    "--llm-model",
+                    "m",
+                    "--llm-base-url",
+                    endpoint.base_url,
+                ]
+            )
+            == 2
+        )
         assert "needs logits" in capsys.readouterr().err
-        assert main(["answer", str(testset), str(tmp_path / "o"), "--logits", str(tmp_path / "empty.json"),
-                     "--llm-model", "m", "--llm-base-url", endpoint.base_url]) == 2
+        assert (
+            main(
+                [
+                    "answer",
+                    str(testset),
+                    str(tmp_path / "o"),
+                    "--logits",
+                    str(tmp_path / "empty.json"),
+                    "--llm-model",
+                    "m",
+                    "--llm-base-url",
+                    endpoint.base_url,
+                ]
+            )
+            == 2
+        )
         assert "No scanner logits" in capsys.readouterr().err
         # an endpoint that knows none of the prompts: the run stops with an error and writes no results
-        assert main(["answer", str(testset), str(tmp_path / "o"), "--systems", "bm25", "--llm-model", "m",
-                     "--llm-base-url", endpoint.base_url, "--llm-max-retries", "0"]) == 1
+        assert (
+            main(
+                [
+                    "answer",
+                    str(testset),
+                    str(tmp_path / "o"),
+                    "--systems",
+                    "bm25",
+                    "--llm-model",
+                    "m",
+                    "--llm-base-url",
+                    endpoint.base_url,
+                    "--llm-max-retries",
+                    "0",
+                ]
+            )
+            == 1
+        )
         assert "requests failed" in capsys.readouterr().err
     assert not (tmp_path / "o" / "results.json").exists()
 
@@ -174,9 +254,10 @@ def test_answer_refuses_missing_inputs(qmsum_questions, tmp_path, monkeypatch, c
 def test_scanner_folder_selects_what_its_logits_file_selects(qmsum_questions, tmp_path, monkeypatch):
     """`answer --scanner FOLDER` scores the test set itself; its prompts equal those built from the logits file that
     `mamba-retrieval score-testset` writes for the same folder."""
+    from recorded_llm import chat_completion, message_key
+
     from mamba_retrieval.modeling.cli import main
     from mamba_retrieval.modeling.scanner.sentence_scanner import random_scanner, write_scanner_folder
-    from recorded_llm import chat_completion, message_key
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     testset, _ = qmsum_questions
@@ -186,17 +267,35 @@ def test_scanner_folder_selects_what_its_logits_file_selects(qmsum_questions, tm
     data = json.loads(testset.read_text())
     exchanges = {}
     for key, point in data["qmsum"].items():
-        prompt = aj.answer_prompt("scanner", point, aj.select_units("scanner", point, 10, 0, key,
-                                                                    logits["qmsum"][key]))
+        prompt = aj.answer_prompt("scanner", point, aj.select_units("scanner", point, 10, 0, key, logits["qmsum"][key]))
         judge = aj.judge_prompt(point["question"], point["answer"][0], "An answer.")
         for text, reply in ((prompt, "ANSWER: An answer."), (judge, "DECISION: NO")):
             messages = [{"role": "user", "content": text}]
-            exchanges[message_key(messages)] = {"request": {"messages": messages}, "replies": [
-                {"status": 200, "body": chat_completion(reply)}]}
+            exchanges[message_key(messages)] = {
+                "request": {"messages": messages},
+                "replies": [{"status": 200, "body": chat_completion(reply)}],
+            }
     with RecordedEndpoint(exchanges=exchanges) as endpoint:
-        assert main(["answer", str(testset), str(tmp_path / "out"), "--scanner", str(tmp_path / "scanner"),
-                     "--systems", "scanner", "--llm-model", "recorded-model", "--llm-base-url", endpoint.base_url,
-                     "--llm-max-retries", "0"]) == 0
+        assert (
+            main(
+                [
+                    "answer",
+                    str(testset),
+                    str(tmp_path / "out"),
+                    "--scanner",
+                    str(tmp_path / "scanner"),
+                    "--systems",
+                    "scanner",
+                    "--llm-model",
+                    "recorded-model",
+                    "--llm-base-url",
+                    endpoint.base_url,
+                    "--llm-max-retries",
+                    "0",
+                ]
+            )
+            == 0
+        )
     assert endpoint.unmatched == [] and len(endpoint.requests) == 4
     table = json.loads((tmp_path / "out" / "results.json").read_text())["table"]
     assert table["scanner"]["qmsum"]["accuracy"] == 0.0 and table["scanner"]["qmsum"]["n"] == 2

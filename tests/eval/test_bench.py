@@ -14,10 +14,16 @@ def test_prediction_uses_the_measured_growth():
 
 def test_table_gives_ratios_against_baselines_of_the_same_run():
     encode = [
-        dict(model="mamba", rows=[dict(length=512, seconds=1.0, tokens_per_s=512.0, peak_rss_over_loaded_mb=10.0),
-                                  dict(length=2048, skipped="predicted 999 s > --max-seconds 120")]),
-        dict(model="mamba-stock", rows=[dict(length=512, seconds=4.0, tokens_per_s=128.0,
-                                             peak_rss_over_loaded_mb=300.0)]),
+        dict(
+            model="mamba",
+            rows=[
+                dict(length=512, seconds=1.0, tokens_per_s=512.0, peak_rss_over_loaded_mb=10.0),
+                dict(length=2048, skipped="predicted 999 s > --max-seconds 120"),
+            ],
+        ),
+        dict(
+            model="mamba-stock", rows=[dict(length=512, seconds=4.0, tokens_per_s=128.0, peak_rss_over_loaded_mb=300.0)]
+        ),
         dict(model="bert", error="exit 1: boom"),
     ]
     table = bench.format_table(encode)
@@ -35,8 +41,9 @@ def test_flop_counts_follow_the_weights_of_the_models_compared():
     from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
     from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
 
-    model = MambaForRetrieval(MambaRetrievalConfig(backbone="mamba", vocab_size=64, hidden_size=64,
-                                                   num_hidden_layers=2, state_size=16))
+    model = MambaForRetrieval(
+        MambaRetrievalConfig(backbone="mamba", vocab_size=64, hidden_size=64, num_hidden_layers=2, state_size=16)
+    )
     linears = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv1d))
     scan = 2 * 9 * 128 * 16  # 2 layers x 9 FLOPs x inner 128 x state 16

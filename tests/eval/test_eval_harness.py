@@ -2,25 +2,24 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import mteb
 import pytest
 import yaml
+from helpers import DATA, PROMPTS, write_tiny_folder
 from mteb.models import ModelMeta
 from mteb.results import TaskResult
 from mteb.types import PromptType
 
-from helpers import DATA, PROMPTS, write_tiny_folder
 from mamba_retrieval.eval.evaluation import evaluate
 from mamba_retrieval.eval.leaderboard_bundle import build_model_meta, write_bundle
 from mamba_retrieval.eval.local_tasks import local_beir_task
 from mamba_retrieval.eval.loco import loco_task, read_loco_split
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import sourced_scores
+from mamba_retrieval.eval.training_metrics import record_metrics
 from mamba_retrieval.hub_cards.render import UnsourcedNumberError, check_sourced, write_card
 from mamba_retrieval.modeling.cli import main
-from mamba_retrieval.eval.training_metrics import record_metrics
 
 SCIFACT = DATA / "beir-scifact"
 pytestmark = pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"offline data {SCIFACT} is absent")
@@ -43,8 +42,7 @@ def write_beir_slice(target, n_queries=8, n_distractors=24):
                 documents.append(line)
     (target / "corpus.jsonl").write_text("".join(documents))
     with open(SCIFACT / "queries.jsonl") as queries:
-        (target / "queries.jsonl").write_text("".join(line for line in queries
-                                                      if json.loads(line)["_id"] in query_ids))
+        (target / "queries.jsonl").write_text("".join(line for line in queries if json.loads(line)["_id"] in query_ids))
     return target
 
 
@@ -56,12 +54,23 @@ def workspace(tmp_path_factory):
     beir = write_beir_slice(root / "scifact-slice")
     output = root / "results-out"
     logs = []
-    folder, scores = evaluate(str(root / "model"), beir_dirs=[beir], output=output, batch_size=8,
-                              show_progress_bar=False, log=logs.append)
-    bm25_folder, bm25_scores = evaluate("bm25", beir_dirs=[beir], output=output, show_progress_bar=False,
-                                        log=logs.append)
-    return dict(root=root, model=root / "model", beir=beir, output=output, folder=folder, scores=scores,
-                bm25_folder=bm25_folder, bm25_scores=bm25_scores, logs=logs)
+    folder, scores = evaluate(
+        str(root / "model"), beir_dirs=[beir], output=output, batch_size=8, show_progress_bar=False, log=logs.append
+    )
+    bm25_folder, bm25_scores = evaluate(
+        "bm25", beir_dirs=[beir], output=output, show_progress_bar=False, log=logs.append
+    )
+    return dict(
+        root=root,
+        model=root / "model",
+        beir=beir,
+        output=output,
+        folder=folder,
+        scores=scores,
+        bm25_folder=bm25_folder,
+        bm25_scores=bm25_scores,
+        logs=logs,
+    )
 
 
 def test_eval_writes_mteb_result_files_and_the_summary_matches_them(workspace):
@@ -102,8 +111,13 @@ def test_resume_skips_finished_tasks_and_runs_only_new_ones(workspace, tmp_path)
     before = finished.read_bytes(), finished.stat().st_mtime_ns
     second = shutil.copytree(workspace["beir"], tmp_path / "scifact-slice-2")
     logs = []
-    folder, scores = evaluate(str(workspace["model"]), beir_dirs=[workspace["beir"], second],
-                              output=workspace["output"], show_progress_bar=False, log=logs.append)
+    folder, scores = evaluate(
+        str(workspace["model"]),
+        beir_dirs=[workspace["beir"], second],
+        output=workspace["output"],
+        show_progress_bar=False,
+        log=logs.append,
+    )
     assert logs == ["scifact-slice: done already (result file found), skipped", "scifact-slice-2: to run"]
     assert (finished.read_bytes(), finished.stat().st_mtime_ns) == before
     assert [score.task for score in scores] == ["scifact-slice", "scifact-slice-2"]
@@ -126,8 +140,14 @@ def test_card_renders_with_parsable_yaml_and_numbers_from_the_result_files(works
     model = shutil.copytree(workspace["model"], tmp_path / "model")  # same weights: same results folder
     registered = copy_as_registered_task(workspace["folder"])
     try:
-        written = write_card(model, workspace["output"], repo_id="me/tiny-mamba", revision="abc123",
-                             eval_name="local/model", base_model="state-spaces/mamba-130m-hf")
+        written = write_card(
+            model,
+            workspace["output"],
+            repo_id="me/tiny-mamba",
+            revision="abc123",
+            eval_name="local/model",
+            base_model="state-spaces/mamba-130m-hf",
+        )
     finally:
         registered.unlink()
     text = (model / "README.md").read_text()
@@ -137,8 +157,11 @@ def test_card_renders_with_parsable_yaml_and_numbers_from_the_result_files(works
     assert front["base_model"] == "state-spaces/mamba-130m-hf" and front["license"] == "apache-2.0"
     assert 'revision="abc123"' in text and "trust_remote_code=True" in text and "AutoModel" in text
     assert "'query: '" in text and "'passage: '" in text
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in text.splitlines()
-            if line.startswith("| scifact-slice") or line.startswith("| SciFact")}
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")
+        for line in text.splitlines()
+        if line.startswith("| scifact-slice") or line.startswith("| SciFact")
+    }
     model_score = workspace["scores"][0].value
     bm25_score = workspace["bm25_scores"][0].value
     assert set(rows) == {"scifact-slice", "SciFact"}
@@ -158,8 +181,15 @@ def test_training_record_gets_its_metrics_from_the_result_files_and_the_card_sho
     model = shutil.copytree(workspace["model"], tmp_path / "model")  # same weights: same results folder
     with pytest.raises(FileNotFoundError, match="training.json"):
         record_metrics(model, workspace["output"])
-    record = {"command": "mamba-retrieval distil mini out --seed 3", "teacher": "t", "data": ["glosses.jsonl.gz"],
-              "seed": 3, "steps": 10, "wall_seconds": 42, "log": [{"step": 10, "tokens_per_second": 1234}]}
+    record = {
+        "command": "mamba-retrieval distil mini out --seed 3",
+        "teacher": "t",
+        "data": ["glosses.jsonl.gz"],
+        "seed": 3,
+        "steps": 10,
+        "wall_seconds": 42,
+        "log": [{"step": 10, "tokens_per_second": 1234}],
+    }
     (model / "training.json").write_text(json.dumps(record))
     metrics = record_metrics(model, workspace["output"], metric="ndcg_at_10")
     stored = json.loads((model / "training.json").read_text())
@@ -171,13 +201,23 @@ def test_training_record_gets_its_metrics_from_the_result_files_and_the_card_sho
     assert "## Training" in card and "`mamba-retrieval distil mini out --seed 3`" in card
     assert "seed `3`" in card and "1,234 tokens/s" in card
     # trained further from another folder: both stages, the first first, and the total wall time
-    further = {**record, "command": "mamba-retrieval distil out again --row-map", "wall_seconds": 8,
-               "started_from": {"folder": "out", "training": record}, "total_wall_seconds": 50}
+    further = {
+        **record,
+        "command": "mamba-retrieval distil out again --row-map",
+        "wall_seconds": 8,
+        "started_from": {"folder": "out", "training": record},
+        "total_wall_seconds": 50,
+    }
     (model / "training.json").write_text(json.dumps(further))
     write_card(model, workspace["output"], eval_name="local/model", baselines=False, force=True)
     card = (model / "README.md").read_text()
-    assert card.index("- stage 1:") < card.index("distil mini out --seed 3") < card.index("- stage 2:") < card.index(
-        "distil out again --row-map") < card.index("- total wall time: `50` s")
+    assert (
+        card.index("- stage 1:")
+        < card.index("distil mini out --seed 3")
+        < card.index("- stage 2:")
+        < card.index("distil out again --row-map")
+        < card.index("- total wall time: `50` s")
+    )
     other = shutil.copytree(workspace["model"], tmp_path / "other")  # other weights: no results of its own
     (other / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
     (other / "training.json").write_text(json.dumps(record))
@@ -213,9 +253,15 @@ def test_bundle_model_meta_validates_with_mteb_and_results_use_the_repository_la
     registered = copy_as_registered_task(workspace["folder"])
     try:
         snippet, target, left_out = write_bundle(
-            str(workspace["model"]), workspace["output"], tmp_path / "bundle", name="me/tiny-mamba",
-            revision="abc123", release_date="2026-01-02", training_datasets=["MSMARCO"],
-            adapted_from="state-spaces/mamba-130m-hf")
+            str(workspace["model"]),
+            workspace["output"],
+            tmp_path / "bundle",
+            name="me/tiny-mamba",
+            revision="abc123",
+            release_date="2026-01-02",
+            training_datasets=["MSMARCO"],
+            adapted_from="state-spaces/mamba-130m-hf",
+        )
     finally:
         registered.unlink()
     assert target == tmp_path / "bundle" / "results" / "me__tiny-mamba" / "abc123"
@@ -224,9 +270,14 @@ def test_bundle_model_meta_validates_with_mteb_and_results_use_the_repository_la
     namespace = {}
     exec(snippet.read_text(), namespace)
     [meta] = [value for value in namespace.values() if isinstance(value, ModelMeta)]
-    expected = build_model_meta(workspace["model"], name="me/tiny-mamba", revision="abc123",
-                                release_date="2026-01-02", training_datasets=["MSMARCO"],
-                                adapted_from="state-spaces/mamba-130m-hf")
+    expected = build_model_meta(
+        workspace["model"],
+        name="me/tiny-mamba",
+        revision="abc123",
+        release_date="2026-01-02",
+        training_datasets=["MSMARCO"],
+        adapted_from="state-spaces/mamba-130m-hf",
+    )
     assert meta == expected
     assert meta.loader_kwargs == {"trust_remote_code": True} and meta.embed_dim == 32
     assert meta.n_parameters == sum(p.numel() for p in write_tiny_folder(tmp_path / "m", "mamba")[0].parameters())
@@ -245,11 +296,22 @@ def write_loco_copy(root):
     rows_q, rows_d = [], []
     for subtask in ("qmsum", "gov_report"):
         for i in range(6):
-            rows_d.append({"pid": f"{subtask}_Passage_{i}", "dataset": subtask,
-                           "passage": f"Meeting {i} of the {subtask} committee. " * 40})
+            rows_d.append(
+                {
+                    "pid": f"{subtask}_Passage_{i}",
+                    "dataset": subtask,
+                    "passage": f"Meeting {i} of the {subtask} committee. " * 40,
+                }
+            )
         for i in range(3):
-            rows_q.append({"qid": f"{subtask}_Query_{i}", "dataset": subtask, "query": f"What did meeting {i} say?",
-                           "answer_pids": [f"{subtask}_Passage_{i}"]})
+            rows_q.append(
+                {
+                    "qid": f"{subtask}_Query_{i}",
+                    "dataset": subtask,
+                    "query": f"What did meeting {i} say?",
+                    "answer_pids": [f"{subtask}_Passage_{i}"],
+                }
+            )
     for name, rows in (("LoCoV1-Queries", rows_q), ("LoCoV1-Documents", rows_d)):
         (root / name).mkdir(parents=True)
         (root / name / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -263,8 +325,14 @@ def test_loco_tasks_read_the_public_schema_offline(workspace, tmp_path):
     assert len(split["corpus"]) == 6
     assert split["relevant_docs"]["qmsum_Query_1"] == {"qmsum_Passage_1": 1}
     assert loco_task("LoCoV1QMSum", loco).metadata.name == "LoCoV1QMSum"
-    folder, scores = evaluate(str(workspace["model"]), tasks=["LoCoV1QMSum"], loco_dir=loco,
-                              output=tmp_path / "out", show_progress_bar=False, log=lambda line: None)
+    folder, scores = evaluate(
+        str(workspace["model"]),
+        tasks=["LoCoV1QMSum"],
+        loco_dir=loco,
+        output=tmp_path / "out",
+        show_progress_bar=False,
+        log=lambda line: None,
+    )
     assert (folder / "LoCoV1QMSum.json").is_file() and scores[0].task == "LoCoV1QMSum"
 
 
@@ -274,22 +342,27 @@ def test_bad_input_gives_clear_errors(workspace, tmp_path, capsys):
         return capsys.readouterr().err
 
     out = str(tmp_path / "out")
-    assert "Model folder" in error_of("eval", str(tmp_path / "missing"), "--beir-dir", str(workspace["beir"]),
-                                      "--output", out)
-    assert "does not exist" in error_of("eval", str(workspace["model"]), "--beir-dir", str(tmp_path / "nope"),
-                                        "--output", out)
+    assert "Model folder" in error_of(
+        "eval", str(tmp_path / "missing"), "--beir-dir", str(workspace["beir"]), "--output", out
+    )
+    assert "does not exist" in error_of(
+        "eval", str(workspace["model"]), "--beir-dir", str(tmp_path / "nope"), "--output", out
+    )
     no_qrels = shutil.copytree(workspace["beir"], tmp_path / "no-qrels")
     shutil.rmtree(no_qrels / "qrels")
     assert "no qrels" in error_of("eval", str(workspace["model"]), "--beir-dir", str(no_qrels), "--output", out)
-    assert "qrels/dev.tsv" in error_of("eval", str(workspace["model"]), "--beir-dir", str(workspace["beir"]),
-                                       "--split", "dev", "--output", out)
-    assert "No task named 'NotATask'" in error_of("eval", str(workspace["model"]), "--tasks", "NotATask",
-                                                  "--output", out)
+    assert "qrels/dev.tsv" in error_of(
+        "eval", str(workspace["model"]), "--beir-dir", str(workspace["beir"]), "--split", "dev", "--output", out
+    )
+    assert "No task named 'NotATask'" in error_of(
+        "eval", str(workspace["model"]), "--tasks", "NotATask", "--output", out
+    )
     changed = shutil.copytree(workspace["beir"], tmp_path / "scifact-slice")  # same task name, other data
     with open(changed / "queries.jsonl", "a") as queries:
         queries.write(json.dumps({"_id": "extra", "text": "an extra query"}) + "\n")
-    assert "its data changed" in error_of("eval", str(workspace["model"]), "--beir-dir", str(changed),
-                                          "--output", str(workspace["output"]))
+    assert "its data changed" in error_of(
+        "eval", str(workspace["model"]), "--beir-dir", str(changed), "--output", str(workspace["output"])
+    )
     assert "Nothing to evaluate" in error_of("eval", str(workspace["model"]), "--output", out)
     assert "does not exist" in error_of("card", str(workspace["model"]), "--results", str(tmp_path / "none"))
     assert not (tmp_path / "out").exists()
@@ -301,11 +374,13 @@ def test_benchmarks_name_the_papers_tasks_without_loading_data():
     beir = select_tasks(benchmark="BEIR")
     assert [task.metadata.name for task in beir] == [*BEIR_13, "MSMARCO"] and len(BEIR_13) == 13
     assert beir[-1].eval_splits == ["dev"]
-    assert [task.metadata.name for task in select_tasks(benchmark="LongEmbed")] == \
-        [task.metadata.name for task in mteb.get_benchmark("LongEmbed").tasks]
+    assert [task.metadata.name for task in select_tasks(benchmark="LongEmbed")] == [
+        task.metadata.name for task in mteb.get_benchmark("LongEmbed").tasks
+    ]
     loco = select_tasks(benchmark="LoCo")
-    assert len(loco) == 12 and {"LoCoV1SummScreenFD", "LoCoV1QasperTitle", "LoCoV1QasperAbstract"} <= \
-        {task.metadata.name for task in loco}
+    assert len(loco) == 12 and {"LoCoV1SummScreenFD", "LoCoV1QasperTitle", "LoCoV1QasperAbstract"} <= {
+        task.metadata.name for task in loco
+    }
     assert not any(task.data_loaded for task in beir + loco)
     with pytest.raises(ValueError, match="no split 'validation'"):
         select_tasks(["SciFact"], split="validation")

@@ -2,21 +2,29 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import DATA, REPO, write_tiny_folder
+
 from mamba_retrieval.modeling.bag_forward import bag_embedding, check_bag_structure
 from mamba_retrieval.modeling.sizes import random_model
-from mamba_retrieval.modeling.training.distillation import (Pair, TeacherCache, distil, distillation_loss,
-                                                   gloss_document_pairs, init_bag_of_embeddings,
-                                                   init_embeddings_from_teacher, meeting_window_pairs,
-                                                   qmsum_span_pairs, teacher_token_vectors, token_idf,
-                                                   wordnet_pairs)
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
+from mamba_retrieval.modeling.training.distillation import (
+    Pair,
+    TeacherCache,
+    distil,
+    distillation_loss,
+    gloss_document_pairs,
+    init_bag_of_embeddings,
+    init_embeddings_from_teacher,
+    meeting_window_pairs,
+    qmsum_span_pairs,
+    teacher_token_vectors,
+    token_idf,
+    wordnet_pairs,
+)
 
 CORPUS = DATA / "distill-corpus"
 MEETINGS = DATA / "qmsum-longdoc"
@@ -45,8 +53,9 @@ def test_distillation_lowers_the_loss_and_caches_the_teacher(tmp_path, teacher):
     cache = TeacherCache(tmp_path / "teacher.npz", teacher)
     torch.manual_seed(0)
     student = random_model("tiny")
-    log = distil(student, build_tokenizer(), {"wordnet": pairs}, cache, steps=20, batch_size=12, learning_rate=3e-3,
-                 log_every=1)
+    log = distil(
+        student, build_tokenizer(), {"wordnet": pairs}, cache, steps=20, batch_size=12, learning_rate=3e-3, log_every=1
+    )
     first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
     assert last < 0.7 * first, [round(e["loss"], 3) for e in log]
     # resumable: a new cache object over the same file needs no teacher for texts already encoded
@@ -74,8 +83,11 @@ def test_pairs_with_the_same_passage_are_not_batched_together():
 @needs_data
 def test_inverse_cloze_pairs_come_from_train_meetings_only():
     pairs = meeting_window_pairs(MEETINGS / "corpus.jsonl", MEETINGS / "qrels" / "train.tsv")
-    evaluation = {line.split("\t")[1] for split in ("dev", "test")
-                  for line in (MEETINGS / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]}
+    evaluation = {
+        line.split("\t")[1]
+        for split in ("dev", "test")
+        for line in (MEETINGS / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]
+    }
     documents = [json.loads(line) for line in (MEETINGS / "corpus.jsonl").read_text().splitlines()]
     evaluation_texts = [document["text"] for document in documents if document["_id"] in evaluation]
     assert len(pairs) > 1000
@@ -105,8 +117,14 @@ def test_teacher_token_embeddings_set_every_visible_token(tmp_path, teacher):
     from transformers import PreTrainedTokenizerFast
 
     # a 300-word vocabulary keeps the teacher's work to a second; the student's 50280 rows include padding rows
-    words = sorted({w.strip(".,;()").lower() for p in wordnet_pairs(CORPUS / "wordnet30_glosses.jsonl.gz", 400)
-                    for w in p.passage.split()} - {""})[:299]
+    words = sorted(
+        {
+            w.strip(".,;()").lower()
+            for p in wordnet_pairs(CORPUS / "wordnet30_glosses.jsonl.gz", 400)
+            for w in p.passage.split()
+        }
+        - {""}
+    )[:299]
     vocab = {"[UNK]": 0, **{word: i + 1 for i, word in enumerate(words)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -118,7 +136,7 @@ def test_teacher_token_embeddings_set_every_visible_token(tmp_path, teacher):
     after = student.get_input_embeddings().weight.detach()
     changed = (after != before).any(dim=1)
     assert rows == int(changed.sum()) == len(tokenizer)
-    assert not changed[len(tokenizer):].any()  # vocabulary padding keeps its random rows
+    assert not changed[len(tokenizer) :].any()  # vocabulary padding keeps its random rows
     assert after.std().item() == pytest.approx(before.std().item(), rel=0.05)
 
 
@@ -134,8 +152,22 @@ def test_training_can_continue_from_a_retriever_folder(tiny_folder):
 def test_distil_command_records_the_recipe_and_a_continued_run_keeps_it(tmp_path, teacher):
     from mamba_retrieval.modeling.cli import main
 
-    common = ["--teacher-cache", str(tmp_path / "teacher.npz"), "--steps", "2", "--batch-size", "4",
-              "--wordnet-limit", "200", "--dev-pairs", "20", "--shares", "qmsum=0", "--init-embeddings", "random"]
+    common = [
+        "--teacher-cache",
+        str(tmp_path / "teacher.npz"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--wordnet-limit",
+        "200",
+        "--dev-pairs",
+        "20",
+        "--shares",
+        "qmsum=0",
+        "--init-embeddings",
+        "random",
+    ]
     assert main(["distil", "tiny", str(tmp_path / "first"), *common, "--seed", "3"]) == 0
     first = json.loads((tmp_path / "first" / "training.json").read_text())
     assert first["seed"] == 3 and first["steps"] == 2 and first["pairs"] == {"wordnet": 180}
@@ -163,8 +195,9 @@ def word_level_tokenizer(texts, size=400):
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="<eos>",
-                                   pad_token="[UNK]", padding_side="right"), words
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", eos_token="<eos>", pad_token="[UNK]", padding_side="right"
+    ), words
 
 
 def bag_started_student(texts, cache):
@@ -201,9 +234,15 @@ def test_the_scan_free_sum_is_the_forward_of_a_bag_started_student(tmp_path, tea
     student, tokenizer, _, _ = bag_started_student(texts, TeacherCache(tmp_path / "teacher.npz", teacher))
     block = student.backbone.layers[0]
     with torch.no_grad():  # whatever the check allows may differ from the start's values: rows, D, biases, norms
-        for tensor in (student.get_input_embeddings().weight, block.mixer.in_proj.weight, block.mixer.D,
-                       block.mixer.conv1d.bias, block.mixer.dt_proj.bias, block.norm.weight,
-                       student.backbone.norm_f.weight):
+        for tensor in (
+            student.get_input_embeddings().weight,
+            block.mixer.in_proj.weight,
+            block.mixer.D,
+            block.mixer.conv1d.bias,
+            block.mixer.dt_proj.bias,
+            block.norm.weight,
+            student.backbone.norm_f.weight,
+        ):
             tensor.mul_(1 + torch.rand(tensor.shape)).add_(0.1 * torch.randn(tensor.shape))
     check_bag_structure(student)
     for side in ("right", "left"):
@@ -227,8 +266,17 @@ def test_rows_only_distillation_trains_the_token_rows_and_nothing_else(tmp_path,
     student, tokenizer, _, _ = bag_started_student([p.passage.lower() for p in pairs], cache)
     pairs = [Pair(p.query.lower(), p.passage.lower()) for p in pairs]
     before = {name: value.clone() for name, value in student.state_dict().items()}
-    log = distil(student, tokenizer, {"wordnet": pairs}, cache, steps=30, batch_size=32, learning_rate=1e-2,
-                 log_every=1, rows_only=True)
+    log = distil(
+        student,
+        tokenizer,
+        {"wordnet": pairs},
+        cache,
+        steps=30,
+        batch_size=32,
+        learning_rate=1e-2,
+        log_every=1,
+        rows_only=True,
+    )
     first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
     assert last < 0.8 * first, [round(e["loss"], 3) for e in log]
     after = {name: value.clone() for name, value in student.state_dict().items()}
@@ -249,8 +297,18 @@ def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_ro
     student, tokenizer, _, _ = bag_started_student([p.passage.lower() for p in pairs], cache)
     pairs = [Pair(p.query.lower(), p.passage.lower()) for p in pairs[:60]]  # the others' words: unseen
     before = {name: value.clone() for name, value in student.state_dict().items()}
-    log = distil(student, tokenizer, {"wordnet": pairs}, cache, steps=30, batch_size=16, learning_rate=1e-2,
-                 log_every=1, rows_only=True, row_map=True)
+    log = distil(
+        student,
+        tokenizer,
+        {"wordnet": pairs},
+        cache,
+        steps=30,
+        batch_size=16,
+        learning_rate=1e-2,
+        log_every=1,
+        rows_only=True,
+        row_map=True,
+    )
     first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
     assert last < 0.9 * first, [round(e["loss"], 3) for e in log]
     # a plain embedding again (no parametrization left), the layers untouched, the EOS row kept
@@ -262,24 +320,28 @@ def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_ro
     assert all(parameter.requires_grad for parameter in student.parameters())  # restored
     check_bag_structure(student)
     # tokens the training text never has moved too: one map, not one row per token
-    seen = torch.unique(torch.tensor([i for p in pairs for text in (p.query, p.passage)
-                                      for i in tokenizer(text)["input_ids"]]))
+    seen = torch.unique(
+        torch.tensor([i for p in pairs for text in (p.query, p.passage) for i in tokenizer(text)["input_ids"]])
+    )
     ids, _ = teacher_token_vectors(tokenizer, cache, before[rows].shape[0])
     unseen = ids[~torch.isin(ids, seen)]
     assert len(unseen) > 50 and (after[rows][unseen] - before[rows][unseen]).norm(dim=1).gt(0).float().mean() > 0.99
     # the real forward still equals the sum the map trained through
     batch = tokenizer(["a small dog barked", "the theory of heat"], padding=True, return_tensors="pt")
     with torch.no_grad():
-        assert F.cosine_similarity(student(**batch).sentence_embedding,
-                                   bag_embedding(student, batch["input_ids"], batch["attention_mask"])).min() > 0.9999
+        assert (
+            F.cosine_similarity(
+                student(**batch).sentence_embedding, bag_embedding(student, batch["input_ids"], batch["attention_mask"])
+            ).min()
+            > 0.9999
+        )
     with pytest.raises(ValueError, match="needs rows_only"):
         distil(student, tokenizer, {"wordnet": pairs}, cache, steps=1, batch_size=8, row_map=True)
 
 
 def test_row_drift_counts_moved_rows_and_their_weight_coordinate(tmp_path):
-    from safetensors.torch import save_file
-
     from row_drift import ROWS, row_drift, token_rows
+    from safetensors.torch import save_file
 
     start = torch.ones(10, 4)
     trained = start.clone()
@@ -289,8 +351,13 @@ def test_row_drift_counts_moved_rows_and_their_weight_coordinate(tmp_path):
         (tmp_path / name).mkdir()
         save_file({ROWS: rows}, str(tmp_path / name / "model.safetensors"))
     report = row_drift(token_rows(tmp_path / "start"), token_rows(tmp_path / "trained"))
-    assert report == {"rows": 10, "moved": 3, "relative_change_of_moved": 0.5,
-                      "last_coordinate_moved": [1.0, 1.5], "last_coordinate_unmoved": [1.0, 1.0]}
+    assert report == {
+        "rows": 10,
+        "moved": 3,
+        "relative_change_of_moved": 0.5,
+        "last_coordinate_moved": [1.0, 1.5],
+        "last_coordinate_unmoved": [1.0, 1.0],
+    }
     with pytest.raises(ValueError, match="differ in shape"):
         row_drift(start, trained[:5])
     with pytest.raises(ValueError, match="no model.safetensors"):
@@ -302,9 +369,8 @@ def test_row_drift_counts_moved_rows_and_their_weight_coordinate(tmp_path):
 
 @needs_data
 def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(tmp_path, teacher):
-    from sentence_transformers import SentenceTransformer
-
     from distil_dev import dev_sets, score, use_max_length
+    from sentence_transformers import SentenceTransformer
 
     from mamba_retrieval.modeling.training.distil_recipe import GLOSS_DOCUMENT_DEV
 
@@ -331,8 +397,7 @@ def test_dev_scores_use_held_out_pairs_and_rank_a_good_model_high(tmp_path, teac
 def test_dev_table_reads_the_candidates_files_and_marks_the_best_student(tmp_path):
     from dev_table import dev_rows, markdown
 
-    folder = shutil.copytree(REPO / "eval" / "results" / "distil-candidates-dev",
-                             tmp_path / "dev")
+    folder = shutil.copytree(REPO / "eval" / "results" / "distil-candidates-dev", tmp_path / "dev")
     rows = {row["model"]: row for row in dev_rows(folder)}
     # the first stop's rule, as its table gave it, recomputed from the committed files
     assert rows["rowsD"]["mean_of_4"] == 0.3002 and rows["bag0"]["qmsum_longdoc_dev_ndcg10"] == 0.12827

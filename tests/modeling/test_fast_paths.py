@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import BACKBONES, run_fresh_python, tiny_model
+
 from mamba_retrieval.modeling import modeling_mamba_retrieval as modeling
 from mamba_retrieval.modeling.cpu_scan import fused_scan_available, fused_selective_scan
 
@@ -56,12 +56,21 @@ def test_fused_scan_matches_reference_forward_and_gradients(dtype):
 @needs_numba
 def test_fused_scan_carries_state_across_chunks():
     u, delta, A, B, C, D, z, delta_bias = scan_inputs(torch.float32, length=40)
-    whole, whole_state = modeling.selective_scan_reference(u, delta, A, B, C, D, z, delta_bias,
-                                                           return_final_state=True)
+    whole, whole_state = modeling.selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, return_final_state=True)
     state, outs = None, []
     for piece in (slice(0, 13), slice(13, 14), slice(14, 40)):
-        out, state = fused_selective_scan(u[..., piece], delta[..., piece], A, B[..., piece], C[..., piece], D,
-                                          z[..., piece], delta_bias, initial_state=state, return_final_state=True)
+        out, state = fused_selective_scan(
+            u[..., piece],
+            delta[..., piece],
+            A,
+            B[..., piece],
+            C[..., piece],
+            D,
+            z[..., piece],
+            delta_bias,
+            initial_state=state,
+            return_final_state=True,
+        )
         outs.append(out)
     assert_close_to(torch.cat(outs, dim=-1), whole, torch.float32, "out")
     assert_close_to(state, whole_state, torch.float32, "final state")

@@ -3,9 +3,9 @@
 import json
 
 import torch
+from helpers import PROMPTS, TEXTS, embed, run_fresh_python
 from safetensors.torch import load_file
 
-from helpers import PROMPTS, TEXTS, embed, run_fresh_python
 from mamba_retrieval.modeling.hub_folder import write_hub_folder
 
 LOAD_AND_EMBED = """
@@ -33,17 +33,29 @@ torch.save({{
 def test_folder_contents(tiny_folder):
     backbone, folder, model, _ = tiny_folder
     names = {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
-    for required in ("config.json", "configuration_mamba_retrieval.py", "modeling_mamba_retrieval.py",
-                     "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modules.json",
-                     "1_Pooling/config.json", "2_Normalize", "sentence_bert_config.json",
-                     "config_sentence_transformers.json", "README.md"):
+    for required in (
+        "config.json",
+        "configuration_mamba_retrieval.py",
+        "modeling_mamba_retrieval.py",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "2_Normalize",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "README.md",
+    ):
         assert required in names, required
     assert not [n for n in names if ".partial-" in n or ".old-" in n]
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "mamba_retrieval" and config["backbone"] == backbone
     # auto_map names files of this folder, never another repository
-    assert config["auto_map"] == {"AutoConfig": "configuration_mamba_retrieval.MambaRetrievalConfig",
-                                  "AutoModel": "modeling_mamba_retrieval.MambaForRetrieval"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_mamba_retrieval.MambaRetrievalConfig",
+        "AutoModel": "modeling_mamba_retrieval.MambaForRetrieval",
+    }
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
     assert not {"is_local", "local_files_only", "name_or_path"} & set(tokenizer_config)
     assert tokenizer_config["model_max_length"] == 64

@@ -3,16 +3,17 @@
 import json
 
 import pytest
+from recorded_llm import EXCHANGES, RecordedEndpoint
 
 from mamba_retrieval.modeling.scanner.llm_client import LLMClient, parse_chat_completion
-from recorded_llm import EXCHANGES, RecordedEndpoint
 
 CLIENT_EXCHANGES = EXCHANGES / "client"
 
 
 def make_client(endpoint, tmp_path=None, **overrides):
-    settings = dict(api_key="sk-test", cache_dir=tmp_path / "cache" if tmp_path else None, backoff=0.01,
-                    max_retries=3, timeout=10)
+    settings = dict(
+        api_key="sk-test", cache_dir=tmp_path / "cache" if tmp_path else None, backoff=0.01, max_retries=3, timeout=10
+    )
     return LLMClient("recorded-model", endpoint.base_url, **{**settings, **overrides})
 
 
@@ -23,8 +24,12 @@ def test_answer_usage_and_request_format(tmp_path):
     assert completion.ok and completion.text == "Paris." and completion.finish_reason == "stop"
     request = endpoint.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["authorization"] == "Bearer sk-test"
-    assert request["body"] == {"model": "recorded-model", "temperature": 0.0, "max_tokens": 2000, "messages": [
-        {"role": "user", "content": "What is the capital of France? Answer in one word."}]}
+    assert request["body"] == {
+        "model": "recorded-model",
+        "temperature": 0.0,
+        "max_tokens": 2000,
+        "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+    }
     usage = client.usage()
     assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (1, 12, 2)
     assert usage["cost_usd"] is None  # no prices given
@@ -79,11 +84,14 @@ def test_timeouts_are_retried_then_reported():
     assert len(endpoint.requests) == 2
 
 
-@pytest.mark.parametrize("prompt, problem", [
-    ("Return a JSON object.", "not JSON"),
-    ("Write one sentence about rivers.", "no choices"),
-    ("Describe the weather.", "no text content"),
-])
+@pytest.mark.parametrize(
+    "prompt, problem",
+    [
+        ("Return a JSON object.", "not JSON"),
+        ("Write one sentence about rivers.", "no choices"),
+        ("Describe the weather.", "no text content"),
+    ],
+)
 def test_malformed_responses_are_counted_not_cached(tmp_path, prompt, problem):
     with RecordedEndpoint(CLIENT_EXCHANGES) as endpoint:
         client = make_client(endpoint, tmp_path)

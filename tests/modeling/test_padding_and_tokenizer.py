@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers import BACKBONES, TEXTS, embed, tiny_model
 from transformers import AutoTokenizer
 
-from helpers import BACKBONES, TEXTS, embed, tiny_model
 from mamba_retrieval.modeling.tokenizer import PAPER_EOS, build_tokenizer
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import BACKBONES, PROMPTS, tiny_model
+
 from mamba_retrieval.conversion.parity import transformers_reference as conversion_reference
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 

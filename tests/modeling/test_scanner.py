@@ -2,27 +2,34 @@
 
 import json
 import math
-import re
 
 import pytest
 import torch
-
 from helpers import run_fresh_python
+
 from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring, sentence_bce_loss
-from mamba_retrieval.modeling.scanner.sentence_scanner import (SentenceScanner, build_scanner_tokenizer, join_context,
-                                              question_token_ids, score_document, sentence_windows, top_k_count,
-                                              top_k_indices, write_scanner_folder)
-from mamba_retrieval.modeling.scanner.training import (collate, learning_rate_factor, read_training_jsonl,
-                                                       train_scanner)
 from mamba_retrieval.modeling.scanner.segmentation import merge_pieces, segment_document, split_pieces, split_sentences
+from mamba_retrieval.modeling.scanner.sentence_scanner import (
+    SentenceScanner,
+    build_scanner_tokenizer,
+    join_context,
+    question_token_ids,
+    score_document,
+    sentence_windows,
+    top_k_count,
+    top_k_indices,
+    write_scanner_folder,
+)
+from mamba_retrieval.modeling.scanner.training import collate, learning_rate_factor, read_training_jsonl, train_scanner
 
 TOKENIZER = build_scanner_tokenizer()
 DOCUMENT = " ".join(
     f"Paragraph {i} says that the committee met on day {i} and discussed item {i * 7}, which was costly; "
     f"the members agreed to revisit it. Dr. Smith noted that budget line {i} had grown by {i} percent."
-    for i in range(40))
+    for i in range(40)
+)
 
 
 def tiny_scanner(seed=0, **overrides):
@@ -41,8 +48,12 @@ def tiny_scanner(seed=0, **overrides):
 
 def test_config_defaults_are_the_published_pipeline():
     config = MambaScannerConfig()
-    assert (config.window_size, config.stride, config.question_suffix, config.min_unit_tokens) == (120_000, 60_000,
-                                                                                                   "\n", 20)
+    assert (config.window_size, config.stride, config.question_suffix, config.min_unit_tokens) == (
+        120_000,
+        60_000,
+        "\n",
+        20,
+    )
     assert config.backbone == "mamba2" and config.model_type == "mamba_scanner"
     with pytest.raises(ValueError, match="Mamba-2"):
         MambaScannerConfig(backbone="mamba")
@@ -75,8 +86,9 @@ def test_right_padding_does_not_change_a_documents_logits():
     mask[0, 20:] = 0
     with torch.no_grad():
         alone = model(input_ids=short, sentence_end_positions=torch.tensor([[4, 19]])).logits
-        batched = model(input_ids=batch, attention_mask=mask,
-                        sentence_end_positions=torch.tensor([[4, 19, -1], [3, 9, 32]])).logits
+        batched = model(
+            input_ids=batch, attention_mask=mask, sentence_end_positions=torch.tensor([[4, 19, -1], [3, 9, 32]])
+        ).logits
     torch.testing.assert_close(batched[0, :2], alone[0], rtol=0, atol=1e-5)
 
 
@@ -90,8 +102,9 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="input_ids must lie"):
         model(input_ids=ids + 60000, sentence_end_positions=torch.tensor([[3]]))
     with pytest.raises(ValueError, match="padding"):
-        model(input_ids=ids, attention_mask=torch.tensor([[1] * 5 + [0] * 5]),
-              sentence_end_positions=torch.tensor([[7]]))
+        model(
+            input_ids=ids, attention_mask=torch.tensor([[1] * 5 + [0] * 5]), sentence_end_positions=torch.tensor([[7]])
+        )
 
 
 def test_loss_is_bce_with_batch_pos_weight():
@@ -100,8 +113,10 @@ def test_loss_is_bce_with_batch_pos_weight():
     mask = torch.tensor([[True, True, True, False], [True] * 4])
     real_logits, real_labels = logits[mask], labels[mask].float()
     pos_weight = 5 / 2  # 5 negatives, 2 positives among the 7 real sentences
-    terms = -(pos_weight * real_labels * torch.nn.functional.logsigmoid(real_logits)
-              + (1 - real_labels) * torch.nn.functional.logsigmoid(-real_logits))
+    terms = -(
+        pos_weight * real_labels * torch.nn.functional.logsigmoid(real_logits)
+        + (1 - real_labels) * torch.nn.functional.logsigmoid(-real_logits)
+    )
     torch.testing.assert_close(sentence_bce_loss(logits, labels, mask), terms.mean())
 
 
@@ -137,7 +152,7 @@ def test_units_have_min_tokens_and_end_tokens_close_each_unit():
     text_so_far = ""
     for unit, end in zip(doc.units, doc.end_positions):
         text_so_far += unit
-        decoded = TOKENIZER.decode(doc.input_ids[:end + 1])
+        decoded = TOKENIZER.decode(doc.input_ids[: end + 1])
         assert text_so_far.startswith(decoded) and len(text_so_far) - len(decoded) <= 3
 
 
@@ -186,7 +201,7 @@ def test_windowed_scores_are_means_over_windows():
     expected_sum, expected_count = [0.0] * len(scores), [0] * len(scores)
     for first, last in windows:
         start = 0 if first == 0 else doc.end_positions[first - 1] + 1
-        ids = torch.tensor([question + doc.input_ids[start:doc.end_positions[last] + 1]])
+        ids = torch.tensor([question + doc.input_ids[start : doc.end_positions[last] + 1]])
         pos = torch.tensor([[len(question) + doc.end_positions[i] - start for i in range(first, last + 1)]])
         with torch.no_grad():
             logits = model(input_ids=ids, sentence_end_positions=pos).logits[0]
@@ -202,7 +217,8 @@ def test_scan_matches_the_transformers_reference_path():
     document = DOCUMENT[:4000]
     ours = SentenceScanner(model, TOKENIZER).scan("Which budget line grew?", document, top_k=0.2)
     theirs = SentenceScanner(TransformersScannerReference.from_scanner(model), TOKENIZER).scan(
-        "Which budget line grew?", document, top_k=0.2)
+        "Which budget line grew?", document, top_k=0.2
+    )
     assert len(ours.indices) == max(10, math.ceil(len(ours.units) * 0.2))
     assert ours.indices == sorted(ours.indices) == theirs.indices
     assert ours.all_scores == pytest.approx(theirs.all_scores, abs=1e-4)
@@ -226,8 +242,10 @@ def test_scanner_folder_is_self_contained_and_loads_offline(scanner_folder, tmp_
     folder, model = scanner_folder
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "mamba_scanner"
-    assert config["auto_map"] == {"AutoConfig": "configuration_mamba_retrieval.MambaScannerConfig",
-                                  "AutoModel": "modeling_mamba_retrieval.MambaForSentenceScoring"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_mamba_retrieval.MambaScannerConfig",
+        "AutoModel": "modeling_mamba_retrieval.MambaForSentenceScoring",
+    }
     assert not (folder / "modules.json").exists()  # no sentence-transformers pipeline for a scanner
     expected = SentenceScanner(model, TOKENIZER).scan("Which budget line grew?", DOCUMENT[:3000], top_k=5)
     code = f"""
@@ -252,8 +270,22 @@ def test_scan_command(scanner_folder, tmp_path, capsys):
     folder, _ = scanner_folder
     document = tmp_path / "doc.txt"
     document.write_text(DOCUMENT)
-    assert main(["scan", str(folder), "--question", "Which budget line grew?", "--document", str(document),
-                 "--top-k", "0.1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                str(folder),
+                "--question",
+                "Which budget line grew?",
+                "--document",
+                str(document),
+                "--top-k",
+                "0.1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     output = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(output["selected"]) == max(10, math.ceil(output["n_units"] * 0.1))
     assert [s["index"] for s in output["selected"]] == sorted(s["index"] for s in output["selected"])
@@ -277,8 +309,12 @@ def test_training_jsonl_is_checked(tmp_path):
     path.write_text(json.dumps({"input_ids": [1, 2, 3], "sentence_indices": [1, 2], "sentence_labels": [0]}) + "\n")
     with pytest.raises(ValueError, match="train.jsonl:1"):
         read_training_jsonl(path)
-    batch = collate([{"input_ids": [5, 6, 7], "sentence_indices": [2], "sentence_labels": [1]},
-                     {"input_ids": [5], "sentence_indices": [0, 0][:1], "sentence_labels": [0]}])
+    batch = collate(
+        [
+            {"input_ids": [5, 6, 7], "sentence_indices": [2], "sentence_labels": [1]},
+            {"input_ids": [5], "sentence_indices": [0, 0][:1], "sentence_labels": [0]},
+        ]
+    )
     assert batch["sentence_end_positions"].tolist() == [[2], [0]] and batch["input_ids"][1].tolist() == [5, 0, 0]
 
 
@@ -290,15 +326,18 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
         item = f"item {target * 7}"
         labels = [int(item + "," in unit) for unit in doc.units]
         question = question_token_ids(TOKENIZER, f"Which paragraph is about {item}?")
-        examples.append({"input_ids": question + doc.input_ids,
-                         "sentence_indices": [len(question) + e for e in doc.end_positions],
-                         "sentence_labels": labels})
+        examples.append(
+            {
+                "input_ids": question + doc.input_ids,
+                "sentence_indices": [len(question) + e for e in doc.end_positions],
+                "sentence_labels": labels,
+            }
+        )
     assert all(sum(e["sentence_labels"]) >= 1 for e in examples)
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in examples))
     model = tiny_scanner(seed=1)
-    losses = train_scanner(model.train(), read_training_jsonl(path), epochs=10, batch_size=2, peak_lr=3e-3,
-                           min_lr=3e-4)
+    losses = train_scanner(model.train(), read_training_jsonl(path), epochs=10, batch_size=2, peak_lr=3e-3, min_lr=3e-4)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.7 * first, losses
 
@@ -311,13 +350,22 @@ def test_testset_logits_file_in_the_published_format(scanner_folder, tmp_path):
     folder, model = scanner_folder
     scanner = SentenceScanner(model, TOKENIZER)
     data, expected = {}, {}
-    for benchmark, question, text in (("qasper", "Which budget line grew?", DOCUMENT[:1500]),
-                                      ("narrativeqa", "Who is Dr. Smith?", DOCUMENT[1500:2600])):
+    for benchmark, question, text in (
+        ("qasper", "Which budget line grew?", DOCUMENT[:1500]),
+        ("narrativeqa", "Who is Dr. Smith?", DOCUMENT[1500:2600]),
+    ):
         doc = segment_document(text, TOKENIZER)
         prefix = question_token_ids(TOKENIZER, question)
-        data[benchmark] = {(benchmark, "0"): {
-            "input_ids": prefix + doc.input_ids, "full_text_sentences": doc.units, "question": question + "\n",
-            "answer": "-", "answer_type": "sentence", "sentence_indices": [len(prefix) + e for e in doc.end_positions]}}
+        data[benchmark] = {
+            (benchmark, "0"): {
+                "input_ids": prefix + doc.input_ids,
+                "full_text_sentences": doc.units,
+                "question": question + "\n",
+                "answer": "-",
+                "answer_type": "sentence",
+                "sentence_indices": [len(prefix) + e for e in doc.end_positions],
+            }
+        }
         expected[benchmark] = scanner.score(question, doc.input_ids, doc.end_positions)
     (tmp_path / "test.pickle").write_bytes(pickle.dumps(data))
     arguments = ["score-testset", str(folder), str(tmp_path / "test.pickle"), str(tmp_path / "logits.pickle")]

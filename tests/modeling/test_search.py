@@ -7,8 +7,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from helpers import write_tiny_folder
+
 from mamba_retrieval.modeling.cli import main
 from mamba_retrieval.modeling.search.documents import read_source
 from mamba_retrieval.modeling.search.index import SearchIndex, update_index
@@ -92,11 +92,22 @@ def test_bad_sources_are_reported(tmp_path, capsys):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_files_git_ignores_are_not_indexed(tmp_path):
-    files = {"notes.md": "kept", "build/generated.txt": "a build output", "pkg.egg-info/SOURCES.txt": "a list",
-             "docs/caf\u00e9.md": "kept", "docs/run.log.txt": "ignored by a pattern",
-             ".gitignore": "build/\n*.egg-info/\n*.log.txt\n"}
+    files = {
+        "notes.md": "kept",
+        "build/generated.txt": "a build output",
+        "pkg.egg-info/SOURCES.txt": "a list",
+        "docs/caf\u00e9.md": "kept",
+        "docs/run.log.txt": "ignored by a pattern",
+        ".gitignore": "build/\n*.egg-info/\n*.log.txt\n",
+    }
     write_files(tmp_path, files)
-    everything = ["build/generated.txt", "docs/caf\u00e9.md", "docs/run.log.txt", "notes.md", "pkg.egg-info/SOURCES.txt"]
+    everything = [
+        "build/generated.txt",
+        "docs/caf\u00e9.md",
+        "docs/run.log.txt",
+        "notes.md",
+        "pkg.egg-info/SOURCES.txt",
+    ]
     assert sorted(d.id for d in read_source(tmp_path).documents) == everything  # not a work tree: nothing ignored
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     assert sorted(d.id for d in read_source(tmp_path).documents) == ["docs/caf\u00e9.md", "notes.md"]

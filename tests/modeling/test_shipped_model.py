@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO, run_fresh_python, write_tiny_folder
+
 from mamba_retrieval.modeling import pretrained
 from mamba_retrieval.modeling.cli import main
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, model_path, resolve_shipped
@@ -23,7 +23,8 @@ def test_the_shipped_folder_is_small_and_carries_the_current_remote_code():
     for name in REMOTE_CODE:  # a stale copy would load a model that differs from what the tests check
         assert (SHIPPED / name).read_text() == (REPO / "modeling" / name).read_text(), (
             f"{name} in {SHIPPED} differs from modeling/{name}: copy the current file into the shipped folder "
-            "(and check the model still loads), or retrain it")
+            "(and check the model still loads), or retrain it"
+        )
 
 
 def test_training_record_names_command_data_seed_and_metrics():
@@ -61,7 +62,7 @@ def test_a_missing_shipped_folder_says_to_reinstall(tmp_path, monkeypatch):
 
 
 def test_loads_offline_with_sentence_transformers_and_automodel_and_ranks_the_right_text(tmp_path):
-    code = f"""
+    code = """
 import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer

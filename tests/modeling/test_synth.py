@@ -3,15 +3,14 @@ meetings with recorded LLM answers, and `train-scanner` on its output."""
 
 import json
 import random
-from pathlib import Path
 
 import pytest
-
 from helpers import DATA
-from mamba_retrieval.modeling.scanner import synthetic_data as sd
-from mamba_retrieval.modeling.cli import main
-from mamba_retrieval.modeling.scanner.training import check_example, read_training_jsonl
 from recorded_llm import EXCHANGES, RecordedEndpoint, load_exchanges
+
+from mamba_retrieval.modeling.cli import main
+from mamba_retrieval.modeling.scanner import synthetic_data as sd
+from mamba_retrieval.modeling.scanner.training import check_example, read_training_jsonl
 
 MEETINGS = ("ES2005a", "IS1004a", "ES2010a", "ES2013a")  # the four shortest meetings of QMSum's train split
 
@@ -62,7 +61,8 @@ def test_connection_prompt_lists_the_box_without_the_chunk():
         "what other sentences in the document are highly connected to this chunk? Output each sentence index "
         "that is highly connected to the chunk, and explain the reason.\nDocument:\n"
         "Index 0: Unit 0 text ,\nIndex 1: Unit 1 text ,\nIndex 2: Unit 2 text ,\nIndex 3: Unit 8 text ,\n"
-        "Index 4: Unit 9 text ,\nIndex 5: Unit 10 text ,\nIndex 6: Unit 11 text ,\n\n")
+        "Index 4: Unit 9 text ,\nIndex 5: Unit 10 text ,\nIndex 6: Unit 11 text ,\n\n"
+    )
 
 
 def test_remove_special_characters():
@@ -80,9 +80,13 @@ GPT4O_ANSWER = """1. **Index 2**: "The budget is fixed."
 def test_parse_connections():
     line_units = [10, 11, 12, 20, 21, 22]
     assert sd.parse_connections(GPT4O_ANSWER, line_units) == (
-        {12: "It gives the budget the chunk discusses.", 22: "The price in the chunk."}, None)
-    headed = ('**Index 1**: "a"\n**Index 3**: "b"\n\n### Reasons for Connection:\n'
-              '**Index 1**: "same topic"\n**Index 3**: "same speaker"\n')
+        {12: "It gives the budget the chunk discusses.", 22: "The price in the chunk."},
+        None,
+    )
+    headed = (
+        '**Index 1**: "a"\n**Index 3**: "b"\n\n### Reasons for Connection:\n'
+        '**Index 1**: "same topic"\n**Index 3**: "same speaker"\n'
+    )
     assert sd.parse_connections(headed, line_units) == ({11: "same topic", 20: "same speaker"}, None)
     assert sd.parse_connections("Index 2 and Index 5 are connected.", line_units) == (None, "no_indices")
     assert sd.parse_connections('**Index 2**: "x"\n', line_units) == (None, "indices_sentences_reasons_differ")
@@ -135,12 +139,17 @@ def test_parse_needed_sentences():
 
 def test_training_example_and_one_per_chunk():
     example = sd.training_example([101, 187], list(range(1000, 1010)), [3, 6, 9], [0, 2])
-    assert example == {"input_ids": [101, 187] + list(range(1000, 1010)), "sentence_indices": [5, 8, 11],
-                       "sentence_labels": [1, 0, 1]}
+    assert example == {
+        "input_ids": [101, 187] + list(range(1000, 1010)),
+        "sentence_indices": [5, 8, 11],
+        "sentence_labels": [1, 0, 1],
+    }
     check_example(example)
-    candidates = [{"chunk_key": "a#0", "connection_range": 12, "id": 1},
-                  {"chunk_key": "a#0", "connection_range": 30, "id": 2},
-                  {"chunk_key": "b#0", "connection_range": 11, "id": 3}]
+    candidates = [
+        {"chunk_key": "a#0", "connection_range": 12, "id": 1},
+        {"chunk_key": "a#0", "connection_range": 30, "id": 2},
+        {"chunk_key": "b#0", "connection_range": 11, "id": 3},
+    ]
     assert [c["id"] for c in sd.one_per_source_chunk(candidates, seed=0)] == [2, 3]
 
 
@@ -166,8 +175,20 @@ def meetings_corpus(tmp_path):
 
 
 def synth(corpus, out, endpoint, *extra):
-    return main(["synth", str(corpus), str(out), "--llm-model", "recorded-model", "--llm-base-url",
-                 endpoint.base_url, "--llm-max-retries", "0", *extra])
+    return main(
+        [
+            "synth",
+            str(corpus),
+            str(out),
+            "--llm-model",
+            "recorded-model",
+            "--llm-base-url",
+            endpoint.base_url,
+            "--llm-max-retries",
+            "0",
+            *extra,
+        ]
+    )
 
 
 def test_synth_end_to_end_on_qmsum_then_train_scanner(meetings_corpus, tmp_path, monkeypatch, capsys):
@@ -201,10 +222,13 @@ def test_synth_end_to_end_on_qmsum_then_train_scanner(meetings_corpus, tmp_path,
     assert example["connection_range"] == 29 and example["needed_units"] == [7, 9, 10, 35]
     assert [i for i, label in enumerate(example["sentence_labels"]) if label] == [7, 9, 10, 35]
     documents = {d["doc_id"]: d for d in map(json.loads, (out / "documents.jsonl").read_text().splitlines())}
-    question = "For how much does the Project Manager say the remote control has to be made, given its selling " \
-               "price of twenty five Euros?"
+    question = (
+        "For how much does the Project Manager say the remote control has to be made, given its selling "
+        "price of twenty five Euros?"
+    )
     assert example["question"] == question
     from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer
+
     question_ids = build_scanner_tokenizer()(question + "\n", add_special_tokens=False)["input_ids"]
     assert example["input_ids"] == question_ids + documents["ES2005a"]["input_ids"]
     assert example["sentence_indices"] == [e + len(question_ids) for e in documents["ES2005a"]["end_positions"]]
@@ -225,16 +249,23 @@ def test_synth_end_to_end_on_qmsum_then_train_scanner(meetings_corpus, tmp_path,
 
     # 5. The scanner's training command accepts the data and runs a step with a tiny random scanner.
     from mamba_retrieval.modeling.scanner.sentence_scanner import random_scanner, write_scanner_folder
+
     write_scanner_folder(random_scanner("mamba2-tiny", seed=0), tmp_path / "scanner")
-    assert main(["train-scanner", str(tmp_path / "scanner"), str(tmp_path / "trained"),
-                 "--data", str(out / "train.jsonl")]) == 0
+    assert (
+        main(
+            ["train-scanner", str(tmp_path / "scanner"), str(tmp_path / "trained"), "--data", str(out / "train.jsonl")]
+        )
+        == 0
+    )
     assert "1 steps" in capsys.readouterr().out
     assert (tmp_path / "trained" / "model.safetensors").is_file()
 
 
 def test_synth_documents_step_needs_no_llm(meetings_corpus, tmp_path):
-    assert main(["synth", str(meetings_corpus), str(tmp_path / "out"), "--until", "documents",
-                 "--min-doc-tokens", "2000"]) == 0
+    assert (
+        main(["synth", str(meetings_corpus), str(tmp_path / "out"), "--until", "documents", "--min-doc-tokens", "2000"])
+        == 0
+    )
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["documents"] == {"kept": 3, "skipped": {"too_short": 1}}
 

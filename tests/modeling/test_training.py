@@ -32,9 +32,34 @@ def test_training_lowers_the_loss_and_writes_a_loadable_folder(tmp_path, start, 
     data = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "trained"
     torch.manual_seed(0)
-    assert main(["train", start, str(out), "--data", str(data), "--batch-size", "8", "--max-steps", "16",
-                 "--learning-rate", "1e-3", "--warmup-ratio", "0", "--logging-steps", "1", "--hard-negatives", "1",
-                 "--query-prompt", "query: ", "--document-prompt", "passage: "]) == 0
+    assert (
+        main(
+            [
+                "train",
+                start,
+                str(out),
+                "--data",
+                str(data),
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "16",
+                "--learning-rate",
+                "1e-3",
+                "--warmup-ratio",
+                "0",
+                "--logging-steps",
+                "1",
+                "--hard-negatives",
+                "1",
+                "--query-prompt",
+                "query: ",
+                "--document-prompt",
+                "passage: ",
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "training.json").read_text())
     losses = [e["loss"] for e in record["log"] if "loss" in e]
     assert len(losses) == 16

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import BACKBONES, embed, run_fresh_python, tiny_model
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from helpers import BACKBONES, embed, run_fresh_python, tiny_model
 from mamba_retrieval.modeling.hub_folder import write_hub_folder
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
