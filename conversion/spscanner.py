@@ -21,6 +21,7 @@ from mamba_retrieval.conversion.checkpoint_files import CheckpointKeyError, read
 from mamba_retrieval.conversion.mamba_ssm_format import config_from_mamba_ssm, is_mamba_ssm_config, map_mamba_ssm_keys
 from mamba_retrieval.conversion.parity import REPORT_FILE
 from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
+from mamba_retrieval.conversion.transformers_lm import COPIED_FIELDS
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
 from mamba_retrieval.modeling.dtypes import dtype_name, torch_dtype
 from mamba_retrieval.modeling.file_hashes import file_sha256
@@ -31,22 +32,7 @@ from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
 
 HEAD_KEYS = ("binary_head.weight", "binary_head.bias")
 # The fields a scanner takes from the backbone config that mamba_ssm's config.json describes.
-BACKBONE_FIELDS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "state_size",
-    "expand",
-    "conv_kernel",
-    "head_dim",
-    "n_groups",
-    "chunk_size",
-    "use_bias",
-    "use_conv_bias",
-    "layer_norm_epsilon",
-    "residual_in_fp32",
-    "eos_token_id",
-)
+BACKBONE_FIELDS = (*COPIED_FIELDS["mamba2"], "eos_token_id")
 # Parity tolerance (fp32, relative to the largest reference logit), as the reference-parity tests use.
 PARITY_TOLERANCE = 1e-5
 

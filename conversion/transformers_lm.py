@@ -15,35 +15,11 @@ from mamba_retrieval.conversion.strict_loading import load_into_retriever
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
 
 # transformers config field -> retriever config field, for fields copied as they are.
+_SHAPE = ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel")
+_OPTIONS = ("use_bias", "use_conv_bias", "layer_norm_epsilon", "residual_in_fp32")
 COPIED_FIELDS = {
-    "mamba": (
-        "vocab_size",
-        "hidden_size",
-        "num_hidden_layers",
-        "state_size",
-        "expand",
-        "conv_kernel",
-        "time_step_rank",
-        "use_bias",
-        "use_conv_bias",
-        "layer_norm_epsilon",
-        "residual_in_fp32",
-    ),
-    "mamba2": (
-        "vocab_size",
-        "hidden_size",
-        "num_hidden_layers",
-        "state_size",
-        "expand",
-        "conv_kernel",
-        "head_dim",
-        "n_groups",
-        "chunk_size",
-        "use_bias",
-        "use_conv_bias",
-        "layer_norm_epsilon",
-        "residual_in_fp32",
-    ),
+    "mamba": (*_SHAPE, "time_step_rank", *_OPTIONS),
+    "mamba2": (*_SHAPE, "head_dim", "n_groups", "chunk_size", *_OPTIONS),
 }
 RENAMED_KEYS = {"backbone.embedding.weight": "backbone.embeddings.weight"}
 LM_HEAD = "lm_head.weight"

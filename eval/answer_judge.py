@@ -17,15 +17,13 @@ malformed judgement and no YES (the malformed one might have been the YES), are 
 OUT/answers.jsonl (every answer and judgement) and OUT/results.json.
 """
 
-import json
 import random
 import sys
 from collections import Counter
-from pathlib import Path
 
 from mamba_retrieval.eval.bm25_units import BM25Units
 from mamba_retrieval.eval.qa_metrics import best_f1, parse_answer, parse_judge_decision
-from mamba_retrieval.eval.spscanner_testset import question_prefix_length
+from mamba_retrieval.eval.spscanner_testset import question_prefix_length, read_published
 from mamba_retrieval.modeling.prompts import load_prompt
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
 from mamba_retrieval.modeling.scanner.sentence_scanner import (
@@ -257,15 +255,6 @@ def _cell(value):
 
 
 def read_logits(path):
-    """`{benchmark: {key: [logit per sentence]}}` as `spscanner_testset` writes it (JSON or pickle); keys as str."""
-    import pickle
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Logits file {path} not found.")
-    if path.suffix in (".pickle", ".pkl"):
-        with open(path, "rb") as handle:
-            logits = pickle.load(handle)
-    else:
-        logits = json.loads(path.read_text())
+    """`{benchmark: {key: [logit per sentence]}}` as `score-testset` writes it (JSON or pickle); keys as str."""
+    logits = read_published(path, "Logits file")
     return {benchmark: {str(k): list(v) for k, v in points.items()} for benchmark, points in logits.items()}

@@ -5,8 +5,6 @@ Layout (BEIR's): `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`
 scores its registered tasks; only the loading is local.
 """
 
-import hashlib
-import json
 from pathlib import Path
 
 from datasets import Dataset
@@ -14,7 +12,8 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
-BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
+from mamba_retrieval.modeling.data_files import BEIR_FILES, read_jsonl, read_qrels
+from mamba_retrieval.modeling.file_hashes import files_hash
 
 
 def check_beir_folder(folder, splits=None):
@@ -47,37 +46,7 @@ def check_beir_folder(folder, splits=None):
 
 def folder_revision(folder, splits):
     """A content hash of the files a run reads: results on changed data never pass for results on the old data."""
-    digest = hashlib.sha256()
-    paths = [folder / name for name in BEIR_FILES] + [folder / "qrels" / f"{split}.tsv" for split in splits]
-    for path in paths:
-        digest.update(path.name.encode())
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
-    return "sha256-" + digest.hexdigest()[:16]
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number} is not a JSON line ({error.msg}).") from None
-
-
-def read_qrels(path):
-    qrels = {}
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, 1):
-            fields = line.rstrip("\n").split("\t")
-            if number == 1 and fields[0] == "query-id":
-                continue
-            if len(fields) != 3:
-                raise ValueError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {line!r}.")
-            qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
-    return qrels
+    return files_hash([folder / name for name in BEIR_FILES] + [folder / "qrels" / f"{split}.tsv" for split in splits])
 
 
 def read_beir_split(folder, split):

@@ -1,11 +1,11 @@
 """What `mamba-retrieval eval MODEL` evaluates, as an mteb `ModelMeta` whose loader builds the model lazily.
 
 mteb names results by the meta's name and revision (`results/<org>__<name>/<revision>/`). A local folder has no
-Hub revision, so its revision is a hash of its weight files: results of other weights never pass for its results.
-The model is loaded only when a task still has to run, so a resumed run with nothing left to do loads nothing.
+Hub revision, so its revision is a hash of its weight files (`file_hashes.weights_hash`, the one definition):
+results of other weights never pass for its results. The model is loaded only when a task still has to run, so a
+resumed run with nothing left to do loads nothing.
 """
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -14,6 +14,7 @@ import mteb
 from mteb.models import ModelMeta, SentenceTransformerEncoderWrapper
 from mteb.models.model_meta import ScoringFunction
 
+from mamba_retrieval.modeling.file_hashes import weights_hash
 from mamba_retrieval.modeling.pretrained import resolve_shipped
 
 BM25_NAMES = ("bm25", "bm25s")
@@ -21,25 +22,7 @@ BM25_NAMES = ("bm25", "bm25s")
 BM25_PARAMETERS = {"k1": 0.9, "b": 0.4}
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "config.json")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
-def weights_revision(folder):
-    """`sha256-<16 hex>` over the folder's weight and config files (top level and sub-modules)."""
-    folder = Path(folder)
-    files = sorted({path for pattern in WEIGHT_PATTERNS for path in folder.rglob(pattern) if path.is_file()})
-    if not files:
-        raise FileNotFoundError(
-            f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model folder?"
-        )
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(str(path.relative_to(folder)).encode())
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 22), b""):
-                digest.update(block)
-    return "sha256-" + digest.hexdigest()[:16]
 
 
 def minilm_path():
@@ -81,7 +64,7 @@ def folder_meta(folder, name, revision, max_length=None):
     return ModelMeta.create_empty(
         overwrites=dict(
             name=name,
-            revision=revision or weights_revision(folder),
+            revision=revision or weights_hash(folder),
             loader=load_sentence_transformer,
             loader_kwargs={"path": str(folder)},
             max_tokens=max_length or max_tokens,

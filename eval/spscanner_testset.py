@@ -19,15 +19,19 @@ from mamba_retrieval.modeling.scanner.sentence_scanner import score_document
 FIELDS = ("input_ids", "question", "sentence_indices")
 
 
-def read_testset(path):
+def read_published(path, what):
+    """A file of SPScanner's published pipeline: a pickle (`.pickle` / `.pkl`, as published) or JSON."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Test set {path} not found.")
+        raise FileNotFoundError(f"{what} {path} not found.")
     if path.suffix in (".pickle", ".pkl"):
         with open(path, "rb") as handle:
-            data = pickle.load(handle)
-    else:
-        data = json.loads(path.read_text(encoding="utf-8"))
+            return pickle.load(handle)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_testset(path):
+    data = read_published(path, "Test set")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path}: expected {{benchmark: {{datapoint_key: datapoint}}}}.")
     for benchmark, points in data.items():

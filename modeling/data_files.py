@@ -28,8 +28,9 @@ def data_name(path):
     return str(Path("shared", "data", path.relative_to(shared))) if path.is_relative_to(shared) else str(path)
 
 
-def read_jsonl(path):
-    """The objects of a JSONL file (`.gz` read as gzip), one per non-blank line; a bad line is an error naming it."""
+def numbered_jsonl(path):
+    """(`path:line`, object) for each non-blank line of a JSONL file (`.gz` read as gzip); a line that is not JSON is
+    an error naming it. The location is for the caller's own errors about the object."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as lines:
@@ -37,9 +38,14 @@ def read_jsonl(path):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield f"{path}:{number}", json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number} is not a JSON line ({error.msg}).") from None
+
+
+def read_jsonl(path):
+    """The objects of a JSONL file (`.gz` read as gzip), as a list."""
+    return [row for _, row in numbered_jsonl(path)]
 
 
 def write_jsonl(path, rows):
@@ -79,13 +85,12 @@ def read_corpus(path):
         path = path / "corpus.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"Corpus {path} not found: give a JSONL file of documents or a BEIR folder.")
-    rows = 0
-    for rows, row in enumerate(read_jsonl(path), 1):
+    documents = []
+    for where, row in numbered_jsonl(path):
         doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
         if doc_id is None or not isinstance(row.get("text"), str):
-            raise ValueError(
-                f"{path}: document {rows}: expected a JSON object with '_id' (or 'id') and a string 'text'."
-            )
-        yield str(doc_id), row.get("title") or "", row["text"]
-    if not rows:
+            raise ValueError(f"{where}: expected a JSON object with '_id' (or 'id') and a string 'text'.")
+        documents.append((str(doc_id), row.get("title") or "", row["text"]))
+    if not documents:
         raise ValueError(f"{path} holds no documents.")
+    return documents

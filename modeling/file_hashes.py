@@ -33,11 +33,12 @@ def file_sha256(path):
     return _update(hashlib.sha256(), path).hexdigest()
 
 
-def files_hash(folder, paths):
-    """`sha256-<16 hex>` over `paths` (inside `folder`): their names relative to it, then their bytes."""
+def files_hash(paths, root=None):
+    """`sha256-<16 hex>` over `paths`: each one's name (relative to `root`, else its file name), then its bytes."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(Path(path).relative_to(folder).as_posix().encode())
+        name = Path(path).relative_to(root).as_posix() if root is not None else Path(path).name
+        digest.update(name.encode())
         _update(digest, path)
     return "sha256-" + digest.hexdigest()[:16]
 
@@ -50,4 +51,4 @@ def weights_hash(folder):
         raise FileNotFoundError(
             f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model folder?"
         )
-    return files_hash(folder, files)
+    return files_hash(files, root=folder)

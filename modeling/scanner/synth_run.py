@@ -9,11 +9,12 @@ step kept and skipped (by reason) and the LLM's requests, tokens and cost.
 """
 
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
+from mamba_retrieval.modeling import data_files
+from mamba_retrieval.modeling.data_files import read_jsonl, read_qrels, write_jsonl
 from mamba_retrieval.modeling.scanner import synthetic_data as sd
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
@@ -26,45 +27,13 @@ LLM_STEPS = ("connections", "questions", "needed")
 def read_corpus(path, qrels=None, limit=None):
     """[(doc_id, text)] from a JSONL corpus (BEIR `corpus.jsonl`: `_id`, `title`, `text`; or `id` + `text`), or a
     BEIR folder holding one; `qrels`: only the documents judged in that qrels TSV (a split)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "corpus.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"Corpus {path} not found: give a JSONL file of documents or a BEIR folder.")
-    keep = None
-    if qrels:
-        with open(qrels, encoding="utf-8") as handle:
-            keep = {line.split("\t")[1] for line in handle if line.strip() and not line.startswith("query-id")}
-    documents = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            doc_id = row.get("_id", row.get("id"))
-            if doc_id is None or not isinstance(row.get("text"), str):
-                raise ValueError(f"{path}:{number}: a document needs an `_id` (or `id`) and a `text`.")
-            if keep is not None and str(doc_id) not in keep:
-                continue
-            title = row.get("title") or ""
-            documents.append((str(doc_id), f"{title}\n{row['text']}" if title else row["text"]))
-            if limit and len(documents) >= limit:
-                break
-    return documents
-
-
-def write_jsonl(path, rows):
-    """All rows, or nothing: written to a temporary file first, then moved into place."""
-    staging = Path(f"{path}.tmp")
-    with open(staging, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(staging, path)
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    keep = {doc_id for judged in read_qrels(qrels).values() for doc_id in judged} if qrels else None
+    documents = [
+        (doc_id, f"{title}\n{text}" if title else text)
+        for doc_id, title, text in data_files.read_corpus(path)
+        if keep is None or doc_id in keep
+    ]
+    return documents[:limit] if limit else documents
 
 
 class SynthRun:

@@ -8,11 +8,12 @@ argument); learning rate linear warm-up over the first 10% of steps to 1e-4, the
 clipped to norm 1.0; bfloat16 autocast on GPU.
 """
 
-import json
 import math
 import random
 
 import torch
+
+from mamba_retrieval.modeling.data_files import numbered_jsonl
 
 REQUIRED_FIELDS = ("input_ids", "sentence_indices", "sentence_labels")
 
@@ -20,13 +21,9 @@ REQUIRED_FIELDS = ("input_ids", "sentence_indices", "sentence_labels")
 def read_training_jsonl(path):
     """Examples from a JSONL file, each checked: bad lines are errors naming the line and the problem."""
     examples = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            example = json.loads(line)
-            check_example(example, f"{path}:{number}")
-            examples.append({field: example[field] for field in REQUIRED_FIELDS})
+    for where, example in numbered_jsonl(path):
+        check_example(example, where)
+        examples.append({field: example[field] for field in REQUIRED_FIELDS})
     if not examples:
         raise ValueError(f"{path} holds no examples.")
     return examples

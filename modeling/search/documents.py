@@ -2,11 +2,12 @@
 folder."""
 
 import hashlib
-import json
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from mamba_retrieval.modeling.data_files import read_corpus
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 
@@ -41,25 +42,7 @@ def read_source(source):
 
 def read_jsonl_corpus(path):
     """BEIR-style JSONL: one object per line with `_id` (or `id`), `text` and an optional `title`."""
-    documents = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                doc_id = str(row["_id"] if "_id" in row else row["id"])
-                text = row["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(
-                    f"{path}:{number}: expected a JSON object with '_id' (or 'id') and 'text' "
-                    f"({type(error).__name__}: {error})."
-                ) from error
-            title = row.get("title") or ""
-            documents.append(Document(doc_id, f"{title} {text}".strip() if title else text))
-    if not documents:
-        raise ValueError(f"{path} holds no documents.")
-    return documents
+    return [Document(doc_id, f"{title} {text}" if title else text) for doc_id, title, text in read_corpus(path)]
 
 
 def read_text_folder(folder):

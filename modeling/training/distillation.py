@@ -10,7 +10,6 @@ the QMSum query -> span pairs. SciFact, the MS MARCO mini set and QMSum test que
 appear here.
 """
 
-import gzip
 import hashlib
 import json
 import math
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from mamba_retrieval.modeling.bag_forward import bag_embedding, check_bag_structure
+from mamba_retrieval.modeling.data_files import read_corpus, read_jsonl, read_qrels
 from mamba_retrieval.modeling.training.retriever import TEMPERATURE
 
 
@@ -39,32 +39,27 @@ class Pair:
 def wordnet_pairs(path, limit=None, seed=0):
     """(lemma words -> definition) and (example sentence -> definition) pairs from the WordNet gloss file."""
     pairs = []
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            synset = json.loads(line)
-            definition = synset["definition"]
-            pairs.append(Pair(", ".join(w.replace("_", " ") for w in synset["words"]), definition))
-            pairs.extend(Pair(example, definition) for example in synset["examples"])
+    for synset in read_jsonl(path):
+        definition = synset["definition"]
+        pairs.append(Pair(", ".join(w.replace("_", " ") for w in synset["words"]), definition))
+        pairs.extend(Pair(example, definition) for example in synset["examples"])
     random.Random(seed).shuffle(pairs)
     return pairs[:limit] if limit else pairs
 
 
 def qmsum_span_pairs(path, max_passage_chars=4000):
     """Train-split QMSum (query -> relevant transcript span) pairs; other splits are never read into training."""
-    pairs = []
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            row = json.loads(line)
-            if row["split"] == "train":
-                pairs.append(Pair(row["query"], row["relevant_span"][:max_passage_chars]))
-    return pairs
+    return [
+        Pair(row["query"], row["relevant_span"][:max_passage_chars])
+        for row in read_jsonl(path)
+        if row["split"] == "train"
+    ]
 
 
 def gloss_document_pairs(path, synsets_per_document=8, seed=0):
     """(example sentence -> short document of WordNet entries that holds its word's entry) pairs: the query shares
     a word, not a sentence, with its document, as a claim shares terms with an abstract. No teacher needed."""
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        synsets = [json.loads(line) for line in lines]
+    synsets = read_jsonl(path)
     rng = random.Random(seed)
     rng.shuffle(synsets)
     pairs = []
@@ -85,23 +80,20 @@ def meeting_window_pairs(corpus_path, train_qrels_path, window_turns=12, seed=0,
     of `window_turns` speaker turns is a passage, and its longest turn the query, cut out of the passage 90% of the
     time (ORQA's inverse cloze task). No teacher is needed: they teach the student to find the text a snippet
     comes from, the lexical half of retrieval that word/definition pairs barely exercise."""
-    with open(train_qrels_path, encoding="utf-8") as qrels:
-        meetings = {line.split("\t")[1] for line in list(qrels)[1:] if line.strip()}
+    meetings = {doc_id for judged in read_qrels(train_qrels_path).values() for doc_id in judged}
     rng = random.Random(seed)
     pairs = []
-    with open(corpus_path, encoding="utf-8") as lines:
-        for line in lines:
-            document = json.loads(line)
-            if document["_id"] not in meetings:
+    for doc_id, _, text in read_corpus(corpus_path):
+        if doc_id not in meetings:
+            continue
+        turns = [turn for turn in text.split("\n") if turn.strip()]
+        for start in range(0, len(turns) - window_turns + 1, window_turns):
+            window = turns[start : start + window_turns]
+            query = max(range(len(window)), key=lambda i: len(window[i]))
+            if len(window[query].split()) < 8:
                 continue
-            turns = [turn for turn in document["text"].split("\n") if turn.strip()]
-            for start in range(0, len(turns) - window_turns + 1, window_turns):
-                window = turns[start : start + window_turns]
-                query = max(range(len(window)), key=lambda i: len(window[i]))
-                if len(window[query].split()) < 8:
-                    continue
-                kept = window if rng.random() < keep_query else window[:query] + window[query + 1 :]
-                pairs.append(Pair(window[query].split(":", 1)[-1].strip(), "\n".join(kept)))
+            kept = window if rng.random() < keep_query else window[:query] + window[query + 1 :]
+            pairs.append(Pair(window[query].split(":", 1)[-1].strip(), "\n".join(kept)))
     rng.shuffle(pairs)
     return pairs
 

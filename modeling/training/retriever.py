@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mamba_retrieval.modeling.data_files import numbered_jsonl, read_corpus, read_jsonl, read_qrels
 from mamba_retrieval.modeling.hub_folder import check_output_dir, write_hub_folder
 
 TEMPERATURE = 0.01  # the paper's InfoNCE temperature
@@ -47,17 +48,16 @@ def read_examples(path, split="train"):
     if path.is_dir():
         return read_beir_examples(path, split)
     examples = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row.get("query"), str) or not isinstance(row.get("positive"), str):
-                raise ValueError(
-                    f"{path}:{number}: each line needs string fields 'query' and 'positive' "
-                    "(and optionally a list 'negatives')."
-                )
-            examples.append(Example(row["query"], row["positive"], list(row.get("negatives", []))))
+    for where, row in numbered_jsonl(path):
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("query"), str)
+            or not isinstance(row.get("positive"), str)
+        ):
+            raise ValueError(
+                f"{where}: each line needs string fields 'query' and 'positive' (and optionally a list 'negatives')."
+            )
+        examples.append(Example(row["query"], row["positive"], list(row.get("negatives", []))))
     if not examples:
         raise ValueError(f"{path} holds no training pairs.")
     return examples
@@ -67,25 +67,17 @@ def read_beir_examples(folder, split):
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         raise FileNotFoundError(f"{folder} has no qrels/{split}.tsv; pass --split with a split it has.")
-    queries = {r["_id"]: r["text"] for r in _jsonl(folder / "queries.jsonl")}
-    corpus = {r["_id"]: _document_text(r) for r in _jsonl(folder / "corpus.jsonl")}
-    examples = []
-    for line in qrels_path.read_text().splitlines()[1:]:
-        query_id, doc_id, score = line.split("\t")[:3]
-        if int(score) > 0 and query_id in queries and doc_id in corpus:
-            examples.append(Example(queries[query_id], corpus[doc_id], []))
+    queries = {str(row["_id"]): row["text"] for row in read_jsonl(folder / "queries.jsonl")}
+    corpus = {doc_id: f"{title} {text}".strip() for doc_id, title, text in read_corpus(folder)}
+    examples = [
+        Example(queries[query_id], corpus[doc_id], [])
+        for query_id, judged in read_qrels(qrels_path).items()
+        for doc_id, score in judged.items()
+        if score > 0 and query_id in queries and doc_id in corpus
+    ]
     if not examples:
         raise ValueError(f"{qrels_path} names no (query, relevant document) pair present in the folder.")
     return examples
-
-
-def _jsonl(path):
-    with open(path, encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
-
-
-def _document_text(row):
-    return f"{row.get('title') or ''} {row['text']}".strip()
 
 
 def mine_bm25_negatives(examples, corpus, count, skip=3, seed=0):
