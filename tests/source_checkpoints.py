@@ -115,3 +115,54 @@ def make_transformers_lm(folder, backbone):
     lm.save_pretrained(folder)
     PreTrainedTokenizerFast(tokenizer_file=str(VENDORED_TOKENIZER), eos_token="<|endoftext|>").save_pretrained(folder)
     return lm.eval()
+
+
+# SPScanner-130m's config.json (mamba_ssm MambaConfig.__dict__) at tiny sizes: d_model 32, 2 layers, small state.
+SPSCANNER_CONFIG = {
+    "d_model": 32,
+    "d_intermediate": 0,
+    "n_layer": 2,
+    "vocab_size": 50277,
+    "ssm_cfg": {"layer": "Mamba2", "d_state": 16, "headdim": 16, "chunk_size": 16},
+    "attn_layer_idx": [],
+    "attn_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 16,
+    "tie_embeddings": True,
+}
+
+
+def write_spscanner_checkpoint(folder, dtype=torch.float32, seed=0):
+    """The exact key set of SPScanner-130m (mamba_ssm names, tied lm_head, binary_head) with random tensors."""
+    generator = torch.Generator().manual_seed(seed)
+    d, inner, heads, state, conv = 32, 64, 4, 16, 4
+    conv_dim = inner + 2 * state
+
+    def rand(*shape, scale=0.1):
+        return (torch.randn(*shape, generator=generator) * scale).to(dtype)
+
+    weights = {"backbone.embedding.weight": rand(50288, d, scale=0.02), "backbone.norm_f.weight": 1 + rand(d)}
+    for i in range(2):
+        prefix = f"backbone.layers.{i}."
+        weights.update(
+            {
+                prefix + "norm.weight": 1 + rand(d),
+                prefix + "mixer.in_proj.weight": rand(2 * inner + 2 * state + heads, d),
+                prefix + "mixer.conv1d.weight": rand(conv_dim, 1, conv, scale=0.3),
+                prefix + "mixer.conv1d.bias": rand(conv_dim),
+                prefix + "mixer.dt_bias": rand(heads) - 2,
+                prefix + "mixer.A_log": torch.log(torch.linspace(1, 16, heads)).to(dtype),
+                prefix + "mixer.D": 1 + rand(heads),
+                prefix + "mixer.norm.weight": 1 + rand(inner),
+                prefix + "mixer.out_proj.weight": rand(d, inner),
+            }
+        )
+    weights["lm_head.weight"] = weights["backbone.embedding.weight"].clone()
+    weights["binary_head.weight"] = rand(1, d, scale=1.0)
+    weights["binary_head.bias"] = rand(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(weights, folder / "pytorch_model.bin")
+    (folder / "config.json").write_text(json.dumps(SPSCANNER_CONFIG, indent=4))
+    return weights

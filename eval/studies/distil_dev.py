@@ -22,7 +22,6 @@ prints one JSON line per model. QMSum-longdoc `dev` (whole meetings) is `mamba-r
 """
 
 import argparse
-import gzip
 import json
 import platform
 import sys
@@ -30,6 +29,7 @@ import warnings
 
 import numpy as np
 
+from mamba_retrieval.modeling.data_files import read_jsonl
 from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_DATA, held_out_splits
 from mamba_retrieval.modeling.training.distillation import Pair, distinct_passages
 
@@ -87,8 +87,7 @@ def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000):
     """(WordNet pairs, QMSum val span rows, gloss-document pairs, docstring pairs), the first three kept out of
     distil's training, the last unlike anything it trains on."""
     (wordnet, _), (documents, _) = held_out_splits(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, dev_pairs)
-    with gzip.open(data_dir / "qmsum_query_span_pairs.jsonl.gz", "rt", encoding="utf-8") as lines:
-        spans = [row for row in map(json.loads, lines) if row["split"] == "val"]
+    spans = [row for row in read_jsonl(data_dir / "qmsum_query_span_pairs.jsonl.gz") if row["split"] == "val"]
     return (
         distinct_passages(wordnet, len(wordnet)),
         spans,

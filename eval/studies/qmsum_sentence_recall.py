@@ -15,7 +15,6 @@ they show the harness runs, not what trained models reach.
 """
 
 import argparse
-import gzip
 import json
 import random
 import re
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from mamba_retrieval.eval.bm25_units import BM25Units
-from mamba_retrieval.modeling.data_files import data_dir
+from mamba_retrieval.modeling.data_files import data_dir, read_corpus, read_jsonl
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
 from mamba_retrieval.modeling.scanner.sentence_scanner import (
     SentenceScanner,
@@ -46,10 +45,8 @@ def load_pairs(data_dir, split):
     for path in (pairs_path, corpus_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; pass --data-dir (the shared/data folder).")
-    with gzip.open(pairs_path, "rt", encoding="utf-8") as handle:
-        pairs = [row for row in map(json.loads, handle) if row["split"] == split]
-    with open(corpus_path, encoding="utf-8") as handle:
-        corpus = {doc["_id"]: doc["text"] for doc in map(json.loads, handle)}
+    pairs = [row for row in read_jsonl(pairs_path) if row["split"] == split]
+    corpus = {doc_id: text for doc_id, _, text in read_corpus(corpus_path)}
     missing = sorted({p["meeting_id"] for p in pairs} - set(corpus))
     if missing:
         raise ValueError(f"Meetings {missing} of the pairs are not in {corpus_path}.")

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from mamba_retrieval.modeling.data_files import data_dir
+from mamba_retrieval.modeling.data_files import data_dir, numbered_jsonl
 
 DEFAULT_DATA = data_dir()
 
@@ -31,13 +31,11 @@ def long_document(data_dir, tokens):
     if not corpus.is_file():
         raise FileNotFoundError(f"{corpus} not found; pass --data-dir (the shared/data folder).")
     texts, length = [], 0
-    with open(corpus, encoding="utf-8") as handle:
-        for line in handle:
-            text = json.loads(line)["text"]
-            texts.append(text)
-            length += len(text)
-            if length > 5 * tokens:
-                break
+    for _, row in numbered_jsonl(corpus):
+        texts.append(row["text"])
+        length += len(row["text"])
+        if length > 5 * tokens:
+            break
     if length <= 5 * tokens:
         raise ValueError(f"The QMSum corpus has too little text for {tokens} tokens.")
     return "\n".join(texts)

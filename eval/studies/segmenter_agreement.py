@@ -16,7 +16,7 @@ import json
 from itertools import islice
 from pathlib import Path
 
-from mamba_retrieval.modeling.data_files import data_dir
+from mamba_retrieval.modeling.data_files import data_dir, numbered_jsonl
 from mamba_retrieval.modeling.scanner.segmentation import split_sentences
 
 DEFAULT_DATA = data_dir()
@@ -63,10 +63,12 @@ def splitters():
 
 def load_texts(data_dir, n_abstracts, n_transcripts):
     data_dir = Path(data_dir)
-    with open(data_dir / "beir-scifact" / "corpus.jsonl", encoding="utf-8") as handle:
-        abstracts = [json.loads(line)["text"] for line in islice(handle, n_abstracts)]
-    with open(data_dir / "qmsum-longdoc" / "corpus.jsonl", encoding="utf-8") as handle:
-        transcripts = [json.loads(line)["text"] for line in islice(handle, n_transcripts)]
+    abstracts = [
+        row["text"] for _, row in islice(numbered_jsonl(data_dir / "beir-scifact" / "corpus.jsonl"), n_abstracts)
+    ]
+    transcripts = [
+        row["text"] for _, row in islice(numbered_jsonl(data_dir / "qmsum-longdoc" / "corpus.jsonl"), n_transcripts)
+    ]
     return {"SciFact abstracts": abstracts, "QMSum transcripts": transcripts}
 
 

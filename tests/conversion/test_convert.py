@@ -12,6 +12,7 @@ from source_checkpoints import (
     make_transformers_lm,
     tevatron_state_dict,
     write_mamba_ssm_folder,
+    write_spscanner_checkpoint,
     write_tevatron_untied_folders,
 )
 from transformers import AutoModel
@@ -261,3 +262,27 @@ def test_parity_check_catches_weights_that_differ(tmp_path):
     changed["backbone.layers.1.mixer.D"] = changed["backbone.layers.1.mixer.D"] + 1e-3
     other = compare_with_reference(tmp_path / "out", source.config, changed, torch.float32)
     assert not within_tolerance(other)
+
+
+SOURCES = {
+    "mamba_ssm": lambda folder: write_mamba_ssm_folder(folder, "mamba2"),
+    "tevatron": lambda folder: write_tevatron_untied_folders(folder, "mamba"),
+    "transformers": lambda folder: make_transformers_lm(folder, "mamba"),
+    "spscanner": write_spscanner_checkpoint,
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(SOURCES))
+def test_every_format_converts_to_bf16_with_the_one_dtype_table(tmp_path, fmt, capsys):
+    """`--dtype bf16` (an alias of the one dtype table) is accepted by every format, the folder holds bfloat16
+    weights, and every format writes the same report file with the same core fields."""
+    SOURCES[fmt](tmp_path / "src")
+    report = convert(tmp_path / "src", tmp_path / "out", "--dtype", "bf16")
+    assert report["format"] == fmt and report["dtype"] == "bfloat16" and report["source"] == "src"
+    assert {"source_files", "source_dtypes", "parity", "versions"} <= set(report)
+    for weights in (tmp_path / "out").rglob("model.safetensors"):
+        assert {tensor.dtype for tensor in load_file(str(weights)).values()} == {torch.bfloat16}, weights
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse refuses a dtype outside the table, before any reading
+        main(["convert", str(tmp_path / "src"), str(tmp_path / "other"), "--dtype", "bf17"])
+    assert "invalid choice: 'bf17'" in capsys.readouterr().err and not (tmp_path / "other").exists()
