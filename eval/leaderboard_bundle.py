@@ -20,12 +20,21 @@ from safetensors import safe_open
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import read_task_result, task_result_files
 from mamba_retrieval.eval.task_selection import get_named_task
+from mamba_retrieval.modeling.data_files import read_json_or_empty
 
 FRAMEWORK = ["Sentence Transformers", "PyTorch", "Transformers", "safetensors"]
 
 
-def _read_json(path):
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+def hub_folder_configs(folder):
+    """(config.json, config_sentence_transformers.json) of a sentence-transformers Hub folder; both must exist."""
+    config = read_json_or_empty(Path(folder) / "config.json")
+    st_config = read_json_or_empty(Path(folder) / "config_sentence_transformers.json")
+    if not config or not st_config:
+        raise FileNotFoundError(
+            f"{folder} is not a sentence-transformers Hub folder (config.json and "
+            "config_sentence_transformers.json are needed)."
+        )
+    return config, st_config
 
 
 def count_parameters(folder):
@@ -59,17 +68,14 @@ def build_model_meta(
 ):
     """The leaderboard ModelMeta of a Hub folder, validated by mteb (pydantic) as it is built."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
-    st_config = _read_json(folder / "config_sentence_transformers.json")
-    if not config or not st_config:
-        raise FileNotFoundError(
-            f"{folder} is not a sentence-transformers Hub folder (config.json and "
-            "config_sentence_transformers.json are needed)."
-        )
+    config, st_config = hub_folder_configs(folder)
     for dataset in training_datasets or ():
         get_named_task(dataset)  # a training set must be an mteb task name: the leaderboard marks overlap by it
     n_parameters, weight_bytes = count_parameters(folder)
-    hidden = config.get("hidden_size") or _read_json(folder / "1_Pooling" / "config.json")["word_embedding_dimension"]
+    hidden = (
+        config.get("hidden_size")
+        or read_json_or_empty(folder / "1_Pooling" / "config.json")["word_embedding_dimension"]
+    )
     vocab = config.get("vocab_size")
     return ModelMeta(
         loader=SentenceTransformerEncoderWrapper,
@@ -81,7 +87,7 @@ def build_model_meta(
         n_parameters=n_parameters,
         n_embedding_parameters=vocab * hidden if vocab else None,
         memory_usage_mb=round(weight_bytes / 2**20),
-        max_tokens=_read_json(folder / "sentence_bert_config.json").get("max_seq_length"),
+        max_tokens=read_json_or_empty(folder / "sentence_bert_config.json").get("max_seq_length"),
         embed_dim=hidden,
         license=license,
         open_weights=True,
@@ -120,7 +126,7 @@ def find_model_results(results_dir, meta):
     cache = mteb.ResultCache(root.parent)
     folder = cache.get_task_result_path(task_name="_", model_name=meta).parent
     if folder.is_dir() and task_result_files(folder):
-        stored = _read_json(folder / "model_meta.json")
+        stored = read_json_or_empty(folder / "model_meta.json")
         if stored and (stored.get("name"), stored.get("revision")) != (meta.name, meta.revision):
             raise ValueError(
                 f"{folder}/model_meta.json is for {stored.get('name')} @ {stored.get('revision')}, "

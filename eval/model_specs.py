@@ -6,7 +6,6 @@ results of other weights never pass for its results. The model is loaded only wh
 resumed run with nothing left to do loads nothing.
 """
 
-import json
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import mteb
 from mteb.models import ModelMeta, SentenceTransformerEncoderWrapper
 from mteb.models.model_meta import ScoringFunction
 
+from mamba_retrieval.modeling.data_files import read_json_or_empty
 from mamba_retrieval.modeling.file_hashes import weights_hash
 from mamba_retrieval.modeling.pretrained import resolve_shipped
 
@@ -50,17 +50,13 @@ def load_sentence_transformer(name, revision=None, *, path=None, max_length=None
     return SentenceTransformerEncoderWrapper(model)
 
 
-def _read_json(path):
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def folder_meta(folder, name, revision, max_length=None):
     """A ModelMeta for a local sentence-transformers folder (a Hub folder of this project or any other)."""
     folder = Path(folder).absolute()
-    st_config = _read_json(folder / "config_sentence_transformers.json")
-    pooling = _read_json(folder / "1_Pooling" / "config.json")
+    st_config = read_json_or_empty(folder / "config_sentence_transformers.json")
+    pooling = read_json_or_empty(folder / "1_Pooling" / "config.json")
     prompts = st_config.get("prompts") or {}
-    max_tokens = _read_json(folder / "sentence_bert_config.json").get("max_seq_length")
+    max_tokens = read_json_or_empty(folder / "sentence_bert_config.json").get("max_seq_length")
     return ModelMeta.create_empty(
         overwrites=dict(
             name=name,

@@ -4,17 +4,17 @@ Every score in the card is read from a TaskResult file through `sourced_scores`;
 files, and `check_sourced` refuses a rendered table holding a number that is not one of those scores.
 """
 
-import json
 import re
 from pathlib import Path
 from string import Template
 
 import yaml
 
-from mamba_retrieval.eval.leaderboard_bundle import count_parameters, find_model_results
+from mamba_retrieval.eval.leaderboard_bundle import count_parameters, find_model_results, hub_folder_configs
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import METRIC_LABELS, read_task_result, sourced_scores, task_result_files
 from mamba_retrieval.eval.task_selection import get_named_task
+from mamba_retrieval.modeling.data_files import read_json_or_empty
 from mamba_retrieval.modeling.pretrained import PRETRAINED_DIR
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -35,10 +35,6 @@ def percent(value):
     return f"{100 * value:.2f}"
 
 
-def _read_json(path):
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
-
-
 def other_runs(results_root, exclude):
     """(label, folder) of every other model run under results_root (folders with model_meta.json)."""
     runs = []
@@ -46,7 +42,7 @@ def other_runs(results_root, exclude):
         folder = meta_file.parent
         if folder.resolve() == Path(exclude).resolve() or not task_result_files(folder):
             continue
-        label = _read_json(meta_file).get("name") or folder.name
+        label = read_json_or_empty(meta_file).get("name") or folder.name
         if folder.parent.name == "experiments":
             label += f" ({folder.name})"
         runs.append((label, folder))
@@ -120,7 +116,7 @@ def eval_section(model_folder, baselines):
 def training_section(folder):
     """What `training.json` records (command, teacher, data, seed, steps, wall time, speed), or nothing; a model
     trained further from another folder lists every stage, the first first."""
-    record = _read_json(Path(folder) / "training.json")
+    record = read_json_or_empty(Path(folder) / "training.json")
     if "command" not in record:
         return ""
     stages = [record]
@@ -183,13 +179,7 @@ def render_card(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Model folder {folder} does not exist.")
-    config = _read_json(folder / "config.json")
-    st_config = _read_json(folder / "config_sentence_transformers.json")
-    if not config or not st_config:
-        raise FileNotFoundError(
-            f"{folder} is not a Hub folder of this project (config.json and "
-            "config_sentence_transformers.json are needed)."
-        )
+    config, st_config = hub_folder_configs(folder)
     meta = resolve_model(str(folder), name=eval_name, revision=eval_revision)
     model_results = find_model_results(results_dir, meta)
     runs = (
@@ -220,9 +210,9 @@ def render_card(
         "layers": config.get("num_hidden_layers"),
         "hidden_size": config.get("hidden_size"),
         "n_parameters": f"{n_parameters:,}",
-        "embed_dim": _read_json(folder / "1_Pooling" / "config.json").get("word_embedding_dimension"),
+        "embed_dim": read_json_or_empty(folder / "1_Pooling" / "config.json").get("word_embedding_dimension"),
         "similarity": st_config.get("similarity_fn_name") or "cosine",
-        "max_seq_length": _read_json(folder / "sentence_bert_config.json").get("max_seq_length"),
+        "max_seq_length": read_json_or_empty(folder / "sentence_bert_config.json").get("max_seq_length"),
         "repo_id": repo_id or meta.name,
         "revision": revision or meta.revision,
         "query_prompt_repr": repr(prompts.get("query", "")),

@@ -48,6 +48,12 @@ def read_jsonl(path):
     return [row for _, row in numbered_jsonl(path)]
 
 
+def read_json_or_empty(path):
+    """The JSON object in `path`, or {} when there is no such file (optional files of a Hub folder)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def write_jsonl(path, rows):
     """Write `rows` as JSONL atomically: a temporary file beside `path`, swapped in when complete."""
     path = Path(path)

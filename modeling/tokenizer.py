@@ -47,6 +47,21 @@ def wrap_backend(backend, eos_token, model_max_length):
         ]
     )
     pad_token = PADDING if backend.token_to_id(PADDING) is not None else eos_token
+    return _fast_tokenizer(backend, eos_token, pad_token, model_max_length, ["input_ids", "attention_mask"])
+
+
+def build_plain_tokenizer(model_max_length, tokenizer_file=VENDORED_TOKENIZER):
+    """The plain GPT-NeoX-20B tokenizer: no BOS/EOS added, offsets kept untrimmed (so that segmentation can map
+    characters to tokens), input ids only."""
+    backend = Tokenizer.from_file(str(tokenizer_file))
+    backend.no_padding()
+    backend.no_truncation()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    return _fast_tokenizer(backend, ENDOFTEXT, ENDOFTEXT, model_max_length, ["input_ids"])
+
+
+def _fast_tokenizer(backend, eos_token, pad_token, model_max_length, model_input_names):
+    """transformers' wrapper around a `tokenizers.Tokenizer`: right padding and truncation, spaces kept as they are."""
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token=eos_token,
@@ -56,7 +71,7 @@ def wrap_backend(backend, eos_token, model_max_length):
         padding_side="right",
         truncation_side="right",
         model_max_length=model_max_length,
-        model_input_names=["input_ids", "attention_mask"],
+        model_input_names=model_input_names,
         clean_up_tokenization_spaces=False,
     )
 

@@ -14,33 +14,37 @@ from transformers import Mamba2Config, Mamba2ForCausalLM, MambaConfig, MambaForC
 
 from mamba_retrieval.modeling.tokenizer import VENDORED_TOKENIZER
 
-# config.json as mamba_ssm 1.x (Mamba-1, e.g. state-spaces/mamba-130m) and 2.x (Mamba-2) write it, at tiny sizes
-# matching helpers.tiny_config.
+# config.json as mamba_ssm writes it (MambaConfig.__dict__): 1.x for Mamba-1 (state-spaces/mamba-130m), 2.x for
+# Mamba-2 (state-spaces/mamba2-130m, SPScanner-130m), at the published widths; `mamba_ssm_config` shrinks them.
+MAMBA1_130M = {
+    "d_model": 768,
+    "n_layer": 24,
+    "vocab_size": 50277,
+    "ssm_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 8,
+}
+MAMBA2_130M = {
+    **MAMBA1_130M,
+    "d_intermediate": 0,
+    "ssm_cfg": {"layer": "Mamba2"},
+    "attn_layer_idx": [],
+    "attn_cfg": {},
+    "pad_vocab_size_multiple": 16,
+    "tie_embeddings": True,
+}
+
+
+def mamba_ssm_config(published, **ssm_cfg):
+    """`published` at the tiny size of helpers.tiny_config (d_model 32, 2 layers), with these ssm_cfg entries."""
+    return {**published, "d_model": 32, "n_layer": 2, "ssm_cfg": {**published["ssm_cfg"], **ssm_cfg}}
+
+
 MAMBA_SSM_CONFIGS = {
-    "mamba": {
-        "d_model": 32,
-        "n_layer": 2,
-        "vocab_size": 50277,
-        "ssm_cfg": {"d_state": 8},
-        "rms_norm": True,
-        "residual_in_fp32": True,
-        "fused_add_norm": True,
-        "pad_vocab_size_multiple": 8,
-    },
-    "mamba2": {
-        "d_model": 32,
-        "d_intermediate": 0,
-        "n_layer": 2,
-        "vocab_size": 50277,
-        "ssm_cfg": {"layer": "Mamba2", "d_state": 8, "headdim": 16, "chunk_size": 8},
-        "attn_layer_idx": [],
-        "attn_cfg": {},
-        "rms_norm": True,
-        "residual_in_fp32": True,
-        "fused_add_norm": True,
-        "pad_vocab_size_multiple": 16,
-        "tie_embeddings": True,
-    },
+    "mamba": mamba_ssm_config(MAMBA1_130M, d_state=8),
+    "mamba2": mamba_ssm_config(MAMBA2_130M, d_state=8, headdim=16, chunk_size=8),
 }
 
 
@@ -117,21 +121,8 @@ def make_transformers_lm(folder, backbone):
     return lm.eval()
 
 
-# SPScanner-130m's config.json (mamba_ssm MambaConfig.__dict__) at tiny sizes: d_model 32, 2 layers, small state.
-SPSCANNER_CONFIG = {
-    "d_model": 32,
-    "d_intermediate": 0,
-    "n_layer": 2,
-    "vocab_size": 50277,
-    "ssm_cfg": {"layer": "Mamba2", "d_state": 16, "headdim": 16, "chunk_size": 16},
-    "attn_layer_idx": [],
-    "attn_cfg": {},
-    "rms_norm": True,
-    "residual_in_fp32": True,
-    "fused_add_norm": True,
-    "pad_vocab_size_multiple": 16,
-    "tie_embeddings": True,
-}
+# SPScanner-130m's config.json at tiny sizes: d_model 32, 2 layers, small state.
+SPSCANNER_CONFIG = mamba_ssm_config(MAMBA2_130M, d_state=16, headdim=16, chunk_size=16)
 
 
 def write_spscanner_checkpoint(folder, dtype=torch.float32, seed=0):

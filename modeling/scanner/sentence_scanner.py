@@ -13,38 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, processors
-from transformers import PreTrainedTokenizerFast
 
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
 from mamba_retrieval.modeling.hub_folder import staged_folder, write_scanner_contents
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForSentenceScoring
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
 from mamba_retrieval.modeling.sizes import NAMED_SIZES
-from mamba_retrieval.modeling.tokenizer import ENDOFTEXT, VENDORED_TOKENIZER
+from mamba_retrieval.modeling.tokenizer import VENDORED_TOKENIZER, build_plain_tokenizer
 
 # Documents are windowed by the scanner, never truncated by the tokenizer.
 UNBOUNDED_LENGTH = 10**12
 
 
 def build_scanner_tokenizer(tokenizer_file=VENDORED_TOKENIZER):
-    """The plain GPT-NeoX-20B tokenizer the published scanners were trained with: no BOS/EOS added, offsets kept
-    untrimmed (so that segmentation can map characters to tokens)."""
-    backend = Tokenizer.from_file(str(tokenizer_file))
-    backend.no_padding()
-    backend.no_truncation()
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token=ENDOFTEXT,
-        bos_token=ENDOFTEXT,
-        unk_token=ENDOFTEXT,
-        pad_token=ENDOFTEXT,
-        padding_side="right",
-        model_max_length=UNBOUNDED_LENGTH,
-        model_input_names=["input_ids"],
-        clean_up_tokenization_spaces=False,
-    )
+    """The plain GPT-NeoX-20B tokenizer the published scanners were trained with (no BOS/EOS added), unbounded:
+    documents are windowed by the scanner, never truncated by the tokenizer."""
+    return build_plain_tokenizer(UNBOUNDED_LENGTH, tokenizer_file)
 
 
 def question_token_ids(tokenizer, question, suffix="\n"):

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from source_checkpoints import MAMBA1_130M as MAMBA_130M
+from source_checkpoints import MAMBA2_130M
 
 from mamba_retrieval.conversion.mamba_ssm_format import (
     config_from_mamba_ssm,
@@ -9,32 +11,6 @@ from mamba_retrieval.conversion.mamba_ssm_format import (
     key_table,
     map_mamba_ssm_keys,
 )
-
-# The config.json files of state-spaces/mamba-130m (written by mamba_ssm 1.x) and state-spaces/mamba2-130m (2.x).
-MAMBA_130M = {
-    "d_model": 768,
-    "n_layer": 24,
-    "vocab_size": 50277,
-    "ssm_cfg": {},
-    "rms_norm": True,
-    "residual_in_fp32": True,
-    "fused_add_norm": True,
-    "pad_vocab_size_multiple": 8,
-}
-MAMBA2_130M = {
-    "d_model": 768,
-    "d_intermediate": 0,
-    "n_layer": 24,
-    "vocab_size": 50277,
-    "ssm_cfg": {"layer": "Mamba2"},
-    "attn_layer_idx": [],
-    "attn_cfg": {},
-    "rms_norm": True,
-    "residual_in_fp32": True,
-    "fused_add_norm": True,
-    "pad_vocab_size_multiple": 16,
-    "tie_embeddings": True,
-}
 
 # The keys of one layer of those checkpoints, as mamba_ssm names them.
 MAMBA1_LAYER_KEYS = [

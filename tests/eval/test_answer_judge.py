@@ -114,25 +114,14 @@ def qmsum_questions(tmp_path):
     return tmp_path / "testset.json", tmp_path / "logits.json"
 
 
+def run_answer(testset, out, endpoint, *extra, model="recorded-model"):
+    """`mamba-retrieval answer TESTSET OUT` against the recorded endpoint, no retries."""
+    llm = ["--llm-model", model, "--llm-base-url", endpoint.base_url, "--llm-max-retries", "0"]
+    return main(["answer", str(testset), str(out), *llm, *extra])
+
+
 def answer(testset, logits, out, endpoint, *extra):
-    return main(
-        [
-            "answer",
-            str(testset),
-            str(out),
-            "--logits",
-            str(logits),
-            "--llm-model",
-            "recorded-model",
-            "--llm-base-url",
-            endpoint.base_url,
-            "--full-context-tokens",
-            "3000",
-            "--llm-max-retries",
-            "0",
-            *extra,
-        ]
-    )
+    return run_answer(testset, out, endpoint, "--logits", str(logits), "--full-context-tokens", "3000", *extra)
 
 
 def test_answer_and_judge_end_to_end(qmsum_questions, tmp_path, monkeypatch, capsys):
@@ -193,62 +182,16 @@ def test_answer_and_judge_end_to_end(qmsum_questions, tmp_path, monkeypatch, cap
 def test_answer_refuses_missing_inputs(qmsum_questions, tmp_path, monkeypatch, capsys):
     testset, _ = qmsum_questions
     (tmp_path / "empty.json").write_text(json.dumps({"qmsum": {}}))
+    out = tmp_path / "o"
     with RecordedEndpoint() as endpoint:
-        assert (
-            main(
-                [
-                    "answer",
-                    str(testset),
-                    str(tmp_path / "o"),
-                    "--systems",
-                    "scanner",
-                    "--llm-model",
-                    "m",
-                    "--llm-base-url",
-                    endpoint.base_url,
-                ]
-            )
-            == 2
-        )
+        assert run_answer(testset, out, endpoint, "--systems", "scanner", model="m") == 2
         assert "needs logits" in capsys.readouterr().err
-        assert (
-            main(
-                [
-                    "answer",
-                    str(testset),
-                    str(tmp_path / "o"),
-                    "--logits",
-                    str(tmp_path / "empty.json"),
-                    "--llm-model",
-                    "m",
-                    "--llm-base-url",
-                    endpoint.base_url,
-                ]
-            )
-            == 2
-        )
+        assert run_answer(testset, out, endpoint, "--logits", str(tmp_path / "empty.json"), model="m") == 2
         assert "No scanner logits" in capsys.readouterr().err
         # an endpoint that knows none of the prompts: the run stops with an error and writes no results
-        assert (
-            main(
-                [
-                    "answer",
-                    str(testset),
-                    str(tmp_path / "o"),
-                    "--systems",
-                    "bm25",
-                    "--llm-model",
-                    "m",
-                    "--llm-base-url",
-                    endpoint.base_url,
-                    "--llm-max-retries",
-                    "0",
-                ]
-            )
-            == 1
-        )
+        assert run_answer(testset, out, endpoint, "--systems", "bm25", model="m") == 1
         assert "requests failed" in capsys.readouterr().err
-    assert not (tmp_path / "o" / "results.json").exists()
+    assert not (out / "results.json").exists()
 
 
 def test_scanner_folder_selects_what_its_logits_file_selects(qmsum_questions, tmp_path, monkeypatch):
@@ -256,7 +199,6 @@ def test_scanner_folder_selects_what_its_logits_file_selects(qmsum_questions, tm
     `mamba-retrieval score-testset` writes for the same folder."""
     from recorded_llm import chat_completion, message_key
 
-    from mamba_retrieval.modeling.cli import main
     from mamba_retrieval.modeling.scanner.sentence_scanner import random_scanner, write_scanner_folder
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -276,26 +218,8 @@ def test_scanner_folder_selects_what_its_logits_file_selects(qmsum_questions, tm
                 "replies": [{"status": 200, "body": chat_completion(reply)}],
             }
     with RecordedEndpoint(exchanges=exchanges) as endpoint:
-        assert (
-            main(
-                [
-                    "answer",
-                    str(testset),
-                    str(tmp_path / "out"),
-                    "--scanner",
-                    str(tmp_path / "scanner"),
-                    "--systems",
-                    "scanner",
-                    "--llm-model",
-                    "recorded-model",
-                    "--llm-base-url",
-                    endpoint.base_url,
-                    "--llm-max-retries",
-                    "0",
-                ]
-            )
-            == 0
-        )
+        scanner = ["--scanner", str(tmp_path / "scanner"), "--systems", "scanner"]
+        assert run_answer(testset, tmp_path / "out", endpoint, *scanner) == 0
     assert endpoint.unmatched == [] and len(endpoint.requests) == 4
     table = json.loads((tmp_path / "out" / "results.json").read_text())["table"]
     assert table["scanner"]["qmsum"]["accuracy"] == 0.0 and table["scanner"]["qmsum"]["n"] == 2

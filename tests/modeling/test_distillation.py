@@ -28,6 +28,7 @@ from mamba_retrieval.modeling.training.distillation import (
 
 CORPUS = DATA / "distill-corpus"
 MEETINGS = DATA / "qmsum-longdoc"
+ROWS_ONLY_RUN = dict(steps=30, learning_rate=1e-2, log_every=1, rows_only=True)  # a short rows-only run
 needs_data = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"{CORPUS} (the project's offline data) is absent")
 
 
@@ -266,17 +267,7 @@ def test_rows_only_distillation_trains_the_token_rows_and_nothing_else(tmp_path,
     student, tokenizer, _, _ = bag_started_student([p.passage.lower() for p in pairs], cache)
     pairs = [Pair(p.query.lower(), p.passage.lower()) for p in pairs]
     before = {name: value.clone() for name, value in student.state_dict().items()}
-    log = distil(
-        student,
-        tokenizer,
-        {"wordnet": pairs},
-        cache,
-        steps=30,
-        batch_size=32,
-        learning_rate=1e-2,
-        log_every=1,
-        rows_only=True,
-    )
+    log = distil(student, tokenizer, {"wordnet": pairs}, cache, batch_size=32, **ROWS_ONLY_RUN)
     first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
     assert last < 0.8 * first, [round(e["loss"], 3) for e in log]
     after = {name: value.clone() for name, value in student.state_dict().items()}
@@ -297,18 +288,7 @@ def test_a_shared_row_map_moves_every_row_by_one_rule_and_is_written_into_the_ro
     student, tokenizer, _, _ = bag_started_student([p.passage.lower() for p in pairs], cache)
     pairs = [Pair(p.query.lower(), p.passage.lower()) for p in pairs[:60]]  # the others' words: unseen
     before = {name: value.clone() for name, value in student.state_dict().items()}
-    log = distil(
-        student,
-        tokenizer,
-        {"wordnet": pairs},
-        cache,
-        steps=30,
-        batch_size=16,
-        learning_rate=1e-2,
-        log_every=1,
-        rows_only=True,
-        row_map=True,
-    )
+    log = distil(student, tokenizer, {"wordnet": pairs}, cache, batch_size=16, row_map=True, **ROWS_ONLY_RUN)
     first, last = sum(e["loss"] for e in log[:3]) / 3, sum(e["loss"] for e in log[-3:]) / 3
     assert last < 0.9 * first, [round(e["loss"], 3) for e in log]
     # a plain embedding again (no parametrization left), the layers untouched, the EOS row kept
