@@ -77,6 +77,7 @@ def flop_bound_lines(lengths):
 
 def build_model(name, shape, max_length):
     """The named model with random weights, in eval mode; returns (model, forward(input_ids))."""
+    # imported here, in the measuring child: the parent process never loads torch or a model
     import torch
 
     torch.manual_seed(0)

@@ -29,7 +29,9 @@ import warnings
 
 import numpy as np
 
+from mamba_retrieval.eval.model_specs import MINILM_NAMES, minilm_path
 from mamba_retrieval.modeling.data_files import read_jsonl
+from mamba_retrieval.modeling.pretrained import resolve_shipped
 from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_DATA, held_out_splits
 from mamba_retrieval.modeling.training.distillation import Pair, distinct_passages
 
@@ -138,9 +140,6 @@ def use_max_length(model, max_length):
 
 def main(argv=None):
     from sentence_transformers import SentenceTransformer
-
-    from mamba_retrieval.eval.model_specs import MINILM_NAMES, minilm_path
-    from mamba_retrieval.modeling.pretrained import resolve_shipped
 
     parser = argparse.ArgumentParser(prog="python eval/studies/distil_dev.py", description=__doc__.split("\n")[0])
     parser.add_argument(

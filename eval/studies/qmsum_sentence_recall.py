@@ -34,6 +34,8 @@ from mamba_retrieval.modeling.scanner.sentence_scanner import (
     random_scanner,
     top_k_indices,
 )
+from mamba_retrieval.modeling.sizes import random_model
+from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
 DEFAULT_DATA = data_dir()
 TOP_KS = (10, 0.05, 0.1)
@@ -119,9 +121,6 @@ class BiEncoderUnits:
 
 def load_retriever(path):
     from transformers import AutoModel, AutoTokenizer
-
-    from mamba_retrieval.modeling.sizes import random_model
-    from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
     if path is None:
         return (

@@ -33,3 +33,14 @@ print("imported:", heavy)
     assert "invalid choice: 'serach'" in result.stderr
     for name in COMMANDS:
         assert name in result.stdout  # the --help listing
+
+
+def test_python_dash_m_runs_the_same_command():
+    """`python -m mamba_retrieval.modeling.cli` is what `torchrun -m` and `accelerate launch -m` start."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mamba_retrieval.modeling.cli", "ship", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "refresh-code" in result.stdout, result.stderr

@@ -22,7 +22,7 @@ def test_the_shipped_folder_is_small_and_carries_the_current_remote_code():
     assert size <= 30 * 1024 * 1024, f"{SHIPPED} is {size / 2**20:.1f} MiB; the repository allows 30 MiB"
     for name in REMOTE_CODE:  # a stale copy would load a model that differs from what the tests check
         assert (SHIPPED / name).read_text() == (REPO / "modeling" / name).read_text(), (
-            f"{name} in {SHIPPED} differs from modeling/{name}: copy the current file into the shipped folder "
+            f"{name} in {SHIPPED} differs from modeling/{name}: run `mamba-retrieval ship refresh-code` "
             "(and check the model still loads), or retrain it"
         )
 
