@@ -155,3 +155,22 @@ def test_faiss_and_numpy_rank_alike(monkeypatch):
 def _docs(tmp_path):
     write_files(tmp_path / "docs", FILES)
     return tmp_path / "docs"
+
+
+def test_one_identity_for_every_folder_layout(tmp_path):
+    """The index, eval revisions and cards name weights by one hash (file_hashes.weights_hash), sub-folders included:
+    a query/ + document/ folder whose document encoder changes is another model."""
+    from mamba_retrieval.modeling.file_hashes import weights_hash
+    from mamba_retrieval.modeling.search.searcher import model_identity
+
+    folder = tmp_path / "two-encoders"
+    for role, seed in (("query", 0), ("document", 1)):
+        write_tiny_folder(folder / role, "mamba", seed=seed)
+    before = model_identity(folder)
+    assert before.endswith("#" + weights_hash(folder))
+    shutil.rmtree(folder / "document")
+    write_tiny_folder(folder / "document", "mamba", seed=2)  # other document weights, same query encoder
+    assert model_identity(folder) != before
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no weights"):
+        weights_hash(tmp_path / "empty")
