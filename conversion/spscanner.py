@@ -148,7 +148,7 @@ def logits_parity(model, reference, inputs):
     }
 
 
-def convert_spscanner(src, out, *, dtype=None, force=False, eos_token=ENDOFTEXT, prompts=None, max_seq_length=None):
+def convert_spscanner(src, out, dtype=None, force=False, *, eos_token=ENDOFTEXT, prompts=None, max_seq_length=None):
     """Convert an SPScanner checkpoint folder into a scanner Hub folder at `out`; returns the report (also written
     to `out/conversion.json`). The folder is written to a staging folder, reloaded from there and checked against
     the reference; only then is it moved into place. `max_seq_length` does not apply: a scanner windows its input."""

@@ -12,7 +12,7 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
-from mamba_retrieval.modeling.data_files import BEIR_FILES, read_jsonl, read_qrels
+from mamba_retrieval.modeling.data_files import BEIR_FILES, read_corpus, read_qrels, read_queries
 from mamba_retrieval.modeling.file_hashes import files_hash
 
 
@@ -53,16 +53,16 @@ def read_beir_split(folder, split):
     """One split as mteb's RetrievalSplitData (ids as strings, documents with their titles)."""
     folder = Path(folder)
     corpus = {"id": [], "title": [], "text": []}
-    for row in read_jsonl(folder / "corpus.jsonl"):
-        corpus["id"].append(str(row["_id"]))
-        corpus["title"].append(row.get("title") or "")
-        corpus["text"].append(row["text"])
+    for doc_id, title, text in read_corpus(folder):
+        corpus["id"].append(doc_id)
+        corpus["title"].append(title)
+        corpus["text"].append(text)
     qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
     queries = {"id": [], "text": []}
-    for row in read_jsonl(folder / "queries.jsonl"):
-        if str(row["_id"]) in qrels:
-            queries["id"].append(str(row["_id"]))
-            queries["text"].append(row["text"])
+    for query_id, text in read_queries(folder / "queries.jsonl"):
+        if query_id in qrels:
+            queries["id"].append(query_id)
+            queries["text"].append(text)
     return RetrievalSplitData(
         corpus=Dataset.from_dict(corpus), queries=Dataset.from_dict(queries), relevant_docs=qrels, top_ranked=None
     )

@@ -64,23 +64,34 @@ def write_jsonl(path, rows):
     os.replace(temporary, path)
 
 
-def document_text(row):
-    """A BEIR corpus row's text: its title (if any) and text."""
-    return f"{row.get('title') or ''} {row['text']}".strip()
+def document_text(title, text):
+    """A document as one text: its title (if any), a space, its text."""
+    return f"{title} {text}".strip() if title else text
 
 
 def read_qrels(path):
-    """A BEIR qrels TSV (optional header query-id, corpus-id, score) -> {query id: {document id: score}}."""
+    """A BEIR qrels TSV (query-id, corpus-id, integer score, then any further columns; a header line first, or not)
+    -> {query id: {document id: score}}, queries in the order the file first names them."""
     qrels = {}
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             fields = line.rstrip("\n").split("\t")
-            if number == 1 and fields[0] == "query-id" or not line.strip():
+            if not line.strip() or number == 1 and fields[0] in ("query-id", "query_id", "qid"):
                 continue
-            if len(fields) != 3 or not fields[2].lstrip("-").isdigit():
+            if len(fields) < 3 or not fields[2].strip().lstrip("-").isdigit():
                 raise ValueError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {line!r}.")
             qrels.setdefault(fields[0], {})[fields[1]] = int(fields[2])
     return qrels
+
+
+def read_queries(path):
+    """(id, text) of every query of a BEIR queries.jsonl (`_id`, `text`); a row without them is an error naming it."""
+    queries = []
+    for where, row in numbered_jsonl(path):
+        if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
+            raise ValueError(f"{where}: expected a JSON object with '_id' and a string 'text'.")
+        queries.append((str(row["_id"]), row["text"]))
+    return queries
 
 
 def read_corpus(path):

@@ -26,13 +26,15 @@ import json
 import platform
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from mamba_retrieval.eval.model_specs import MINILM_NAMES, minilm_path
+from mamba_retrieval.modeling import data_files
 from mamba_retrieval.modeling.data_files import read_jsonl
 from mamba_retrieval.modeling.pretrained import resolve_shipped
-from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_DATA, held_out_splits
+from mamba_retrieval.modeling.training.distil_recipe import held_out_splits
 from mamba_retrieval.modeling.training.distillation import Pair, distinct_passages
 
 NOT_IMPORTED = {
@@ -85,9 +87,11 @@ def _stdlib_docstrings():
     return pairs
 
 
-def dev_sets(data_dir=DEFAULT_DATA, wordnet_limit=100_000, dev_pairs=1000):
+def dev_sets(data_dir=None, wordnet_limit=100_000, dev_pairs=1000):
     """(WordNet pairs, QMSum val span rows, gloss-document pairs, docstring pairs), the first three kept out of
-    distil's training, the last unlike anything it trains on."""
+    distil's training, the last unlike anything it trains on. `data_dir`: the distill-corpus folder (default: the
+    one in $MAMBA_RETRIEVAL_DATA, else ../shared/data)."""
+    data_dir = Path(data_dir or data_files.data_dir("distill-corpus"))
     (wordnet, _), (documents, _) = held_out_splits(data_dir / "wordnet30_glosses.jsonl.gz", wordnet_limit, dev_pairs)
     spans = [row for row in read_jsonl(data_dir / "qmsum_query_span_pairs.jsonl.gz") if row["split"] == "val"]
     return (

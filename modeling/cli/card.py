@@ -1,6 +1,7 @@
 """`mamba-retrieval card MODEL --results DIR`: write the folder's README.md and .eval_results/ from result files."""
 
 from mamba_retrieval.hub_cards.render import write_card
+from mamba_retrieval.modeling.pretrained import resolve_shipped
 
 
 def register(subparsers):
@@ -26,7 +27,7 @@ def register(subparsers):
 
 def run(args):
     written = write_card(
-        args.model,
+        resolve_shipped(args.model),
         args.results,
         force=args.force,
         repo_id=args.repo_id,

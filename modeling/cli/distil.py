@@ -5,12 +5,8 @@ import shlex
 from pathlib import Path
 
 from mamba_retrieval.conversion.base_models import load_base
-from mamba_retrieval.modeling.training.distil_recipe import (
-    DEFAULT_DATA,
-    DEFAULT_MEETINGS,
-    DEFAULT_SHARES,
-    distil_folder,
-)
+from mamba_retrieval.modeling.pretrained import resolve_shipped
+from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_SHARES, distil_folder
 
 
 def register(subparsers):
@@ -23,7 +19,11 @@ def register(subparsers):
     )
     parser.add_argument("start")
     parser.add_argument("out")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="the distill-corpus folder")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the distill-corpus folder (default: distill-corpus in $MAMBA_RETRIEVAL_DATA, else in ../shared/data)",
+    )
     parser.add_argument("--teacher-cache", type=Path, required=True, help="file of cached teacher embeddings")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -51,8 +51,7 @@ def register(subparsers):
     parser.add_argument(
         "--meetings-dir",
         type=Path,
-        default=DEFAULT_MEETINGS,
-        help="qmsum-longdoc folder (only meetings of its train qrels are read)",
+        help="qmsum-longdoc folder, only meetings of its train qrels are read (default: beside --data-dir's default)",
     )
     parser.add_argument(
         "--init-embeddings",
@@ -90,7 +89,7 @@ def register(subparsers):
 
 def run(args):
     record = distil_folder(
-        args.start,
+        resolve_shipped(args.start),
         args.out,
         load_base,
         teacher_cache=args.teacher_cache,

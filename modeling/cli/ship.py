@@ -1,6 +1,5 @@
 """`mamba-retrieval ship`: maintain the model shipped inside the package (a maintainer's command)."""
 
-from mamba_retrieval.eval.training_metrics import record_metrics
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, PRETRAINED_DIR
 from mamba_retrieval.modeling.shipping import refresh_remote_code, write_shipped_copy
 
@@ -10,7 +9,7 @@ def register(subparsers):
         "ship",
         help="store a trained folder as the shipped model, record its scores, refresh its remote code",
         description="Maintain a model shipped with the package (default: the folder of "
-        f"{DEFAULT_MODEL} in the checkout).",
+        f"{DEFAULT_MODEL} inside the installed package, the checkout's modeling/pretrained/ in an editable install).",
     )
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     copy = steps.add_parser("copy", help="store a trained Hub folder as a shipped model (float16 weights)")
@@ -31,6 +30,10 @@ def run(args):
         difference = write_shipped_copy(args.trained_folder, args.out_dir, args.force, args.max_seq_length)
         print(f"wrote {args.out_dir}; embedding max |difference| from float32: {difference:.2e}")
     elif args.step == "metrics":
+        # the eval extra (mteb) reads the result files: imported for this step only, so copy and refresh-code
+        # run on the minimal install
+        from mamba_retrieval.eval.training_metrics import record_metrics
+
         print(record_metrics(args.folder, args.results))
     else:
         changed = refresh_remote_code(args.folder)

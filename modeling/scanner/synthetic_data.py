@@ -1,6 +1,6 @@
 """Link-based synthetic training data for SPScanner: the rules of the original's `train_data_generation/` scripts.
 
-The steps (`synth_command.py` runs them, each writing JSONL):
+The steps (`synth_run.py` runs them, each writing JSONL):
 1. Documents: English, and between `min_tokens` and `max_tokens` GPT-NeoX tokens; each split into SPScanner's sentence
    units (`segmentation.segment_document`).
 2. Connections: a random chunk of 5 consecutive units and a box of up to 200 units around it (10 before and 190

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mamba_retrieval.modeling.data_files import read_corpus
+from mamba_retrieval.modeling.data_files import document_text, read_corpus
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".text"}
 
@@ -42,7 +42,7 @@ def read_source(source):
 
 def read_jsonl_corpus(path):
     """BEIR-style JSONL: one object per line with `_id` (or `id`), `text` and an optional `title`."""
-    return [Document(doc_id, f"{title} {text}" if title else text) for doc_id, title, text in read_corpus(path)]
+    return [Document(doc_id, document_text(title, text)) for doc_id, title, text in read_corpus(path)]
 
 
 def read_text_folder(folder):

@@ -87,17 +87,19 @@ def _atomic_write(path, write):
         raise
 
 
-def update_index(index_dir, documents, model_name, encode_documents, rebuild=False):
+def update_index(index_dir, documents, model_name, encode_documents, rebuild=False, names_model=None):
     """Embed only new or changed documents, drop removed ones, save; returns (index, counts).
 
-    encode_documents(list of texts) -> (n, dim) float32 array of normalised embeddings.
+    encode_documents(list of texts) -> (n, dim) float32 array of normalised embeddings. `names_model(stored)` tells
+    whether an index's stored model name is this model (default: equal to `model_name`); the index is saved under
+    `model_name`.
     """
     index_dir = Path(index_dir)
     old = SearchIndex.load(index_dir) if (index_dir / INDEX_FILE).is_file() and not rebuild else None
-    if old is not None and old.model_name != model_name:
+    if old is not None and not (names_model or model_name.__eq__)(old.model_name):
         raise ValueError(
             f"The index at {index_dir} was built with model {old.model_name!r}, not {model_name!r}. "
-            "Pass --rebuild to re-embed everything with the new model, or use another --index."
+            "Re-embed everything with `mamba-retrieval index SOURCE --rebuild`, or use another --index."
         )
     known = {(i, h): row for row, (i, h) in enumerate(zip(old.ids, old.hashes))} if old else {}
     todo = [d for d in documents if (d.id, d.sha256) not in known]

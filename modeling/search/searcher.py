@@ -1,6 +1,7 @@
 """Build, update and query a search index with a retriever (any sentence-transformers model)."""
 
 import functools
+import hashlib
 import sys
 from pathlib import Path
 
@@ -15,6 +16,23 @@ def model_identity(model):
     if not folder.is_dir():
         return model
     return f"{folder.resolve()}#{weights_hash(folder)}"
+
+
+def names_model(stored, model):
+    """True when an index's stored model identity is `model`'s. Indexes written before identities used
+    file_hashes.weights_hash stored `path#<16 hex of the top-level weight files' bytes>`: they still match (and are
+    saved under the current identity at their next update)."""
+    if stored == model_identity(model):
+        return True
+    folder = Path(model)
+    if not folder.is_dir() or not stored.startswith(f"{folder.resolve()}#") or "#sha256-" in stored:
+        return False
+    digest = hashlib.sha256()
+    for weights in sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin")):
+        with open(weights, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 (read at once, in the loop)
+                digest.update(block)
+    return stored == f"{folder.resolve()}#{digest.hexdigest()[:16]}"
 
 
 @functools.lru_cache(maxsize=2)
@@ -41,7 +59,14 @@ def build_or_update(source, index_dir, model, batch_size=8, max_length=None, reb
             texts, batch_size=batch_size, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
         )
 
-    index, counts = update_index(index_dir, report.documents, model_identity(model), encode, rebuild=rebuild)
+    index, counts = update_index(
+        index_dir,
+        report.documents,
+        model_identity(model),
+        encode,
+        rebuild=rebuild,
+        names_model=lambda stored: names_model(stored, model),
+    )
     print(
         f"index {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} unchanged, "
         f"{counts['removed']} removed, {len(report.skipped)} skipped",
@@ -52,10 +77,10 @@ def build_or_update(source, index_dir, model, batch_size=8, max_length=None, reb
 
 def search(query, index_dir, model, k=10):
     index = SearchIndex.load(index_dir)
-    if index.model_name != model_identity(model):
+    if not names_model(index.model_name, model):
         raise ValueError(
             f"The index at {index_dir} was built with {index.model_name!r}; search it with the same "
-            "--model, or rebuild it with `mamba-retrieval index ... --rebuild`."
+            "--model, or rebuild it with `mamba-retrieval index SOURCE --rebuild`."
         )
     if not query.strip():
         raise ValueError("The query is empty.")

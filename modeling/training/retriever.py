@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mamba_retrieval.modeling.data_files import numbered_jsonl, read_corpus, read_jsonl, read_qrels
+from mamba_retrieval.modeling.data_files import document_text, numbered_jsonl, read_corpus, read_qrels, read_queries
 from mamba_retrieval.modeling.hub_folder import check_output_dir, write_hub_folder
 
 TEMPERATURE = 0.01  # the paper's InfoNCE temperature
@@ -67,8 +67,8 @@ def read_beir_examples(folder, split):
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         raise FileNotFoundError(f"{folder} has no qrels/{split}.tsv; pass --split with a split it has.")
-    queries = {str(row["_id"]): row["text"] for row in read_jsonl(folder / "queries.jsonl")}
-    corpus = {doc_id: f"{title} {text}".strip() for doc_id, title, text in read_corpus(folder)}
+    queries = dict(read_queries(folder / "queries.jsonl"))
+    corpus = {doc_id: document_text(title, text) for doc_id, title, text in read_corpus(folder)}
     examples = [
         Example(queries[query_id], corpus[doc_id], [])
         for query_id, judged in read_qrels(qrels_path).items()
@@ -134,8 +134,9 @@ def load_start(folder, passage_max_length):
 
 def train_retriever(start, examples, out_dir, settings, prompts=None, force=False, corpus=(), start_name=None):
     """Train the retriever Hub folder `start` on `examples`; write the trained Hub folder to `out_dir`. Returns the
-    trainer's log. `start_name` is what the record calls the start (default: the folder). A named size or an
-    `*-hf` folder becomes a retriever folder first (conversion.base_models.init_retriever)."""
+    trainer's log. `start` must be a retriever Hub folder (for a named size or an `*-hf` folder, write one first
+    with conversion.base_models.init_retriever, as `mamba-retrieval train` does); `start_name` is what the record
+    calls the start (default: the folder)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,

@@ -174,3 +174,30 @@ def test_one_identity_for_every_folder_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no weights"):
         weights_hash(tmp_path / "empty")
+
+
+def test_an_index_written_before_the_one_identity_still_matches_its_model(tmp_path, capsys):
+    """Indexes stored `path#<16 hex of the top-level weights' bytes>`; they search and update without a rebuild
+    and are saved under today's identity."""
+    import hashlib
+
+    from mamba_retrieval.modeling.search.searcher import model_identity
+
+    model = tmp_path / "model"
+    write_tiny_folder(model, "mamba")
+    docs = _docs(tmp_path)
+    assert main(["index", str(docs), "--model", str(model), "--index", str(tmp_path / "index")]) == 0
+    record = json.loads((tmp_path / "index" / "index.json").read_text())
+    legacy = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()[:16]
+    record["model"] = f"{model.resolve()}#{legacy}"
+    (tmp_path / "index" / "index.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["search", "virtual environment", "--model", str(model), "--index", str(tmp_path / "index")]) == 0
+    assert "python/venv.md" in capsys.readouterr().out
+    assert main(["index", str(docs), "--model", str(model), "--index", str(tmp_path / "index")]) == 0
+    assert "0 embedded" in capsys.readouterr().err
+    assert json.loads((tmp_path / "index" / "index.json").read_text())["model"] == model_identity(model)
+    record["model"] = f"{model.resolve()}#{'0' * 16}"  # other weights than these: refused
+    (tmp_path / "index" / "index.json").write_text(json.dumps(record))
+    assert main(["search", "virtual environment", "--model", str(model), "--index", str(tmp_path / "index")]) == 2
+    assert "mamba-retrieval index SOURCE --rebuild" in capsys.readouterr().err
