@@ -74,26 +74,23 @@ def read_text_folder(folder):
     return SourceReport(documents, skipped)
 
 
+# The folder being indexed is data, and so is its .git/config: git runs with every key that could start a program
+# overridden (core.fsmonitor runs one on `ls-files`; hooks and a pager are off too). safe.directory still applies.
+SAFE_GIT = ("git", "--no-pager", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+
+
 def git_ignored(folder):
     """What git ignores under `folder`, as a predicate on posix paths relative to it, when `folder` is in a git work
     tree and git is installed (otherwise nothing is ignored). A folder that is itself ignored is indexed whole: the
     user pointed at it."""
     try:
         result = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(folder),
-                "ls-files",
-                "-z",
-                "--others",
-                "--ignored",
-                "--exclude-standard",
-                "--directory",
-                ".",
-            ],
+            [*SAFE_GIT, "-C", str(folder), "ls-files", "-z", "--others", "--ignored", "--exclude-standard"]
+            + ["--directory", "."],
             capture_output=True,
+            stdin=subprocess.DEVNULL,
             timeout=60,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
         )
     except (OSError, subprocess.TimeoutExpired):
         return lambda path: False

@@ -201,3 +201,22 @@ def test_an_index_written_before_the_one_identity_still_matches_its_model(tmp_pa
     (tmp_path / "index" / "index.json").write_text(json.dumps(record))
     assert main(["search", "virtual environment", "--model", str(model), "--index", str(tmp_path / "index")]) == 2
     assert "mamba-retrieval index SOURCE --rebuild" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_indexing_a_folder_never_runs_its_git_config(tmp_path):
+    """A folder being indexed is data: a .git/config whose core.fsmonitor names a program (git runs it on
+    `ls-files`) must not run it, and what git ignores is still left out."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    run = dict(cwd=folder, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q", "."], **run)
+    subprocess.run(["git", "config", "core.fsmonitor", f"touch {tmp_path / 'pwned'}"], **run)
+    subprocess.run(["git", "config", "core.pager", f"touch {tmp_path / 'paged'}"], **run)
+    (folder / "notes.md").write_text("kept")
+    (folder / ".gitignore").write_text("build/\n")
+    (folder / "build").mkdir()
+    (folder / "build" / "out.txt").write_text("ignored")
+    assert [d.id for d in read_source(folder).documents] == ["notes.md"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["hostile"]  # nothing was touched
+    assert sorted(path.name for path in folder.iterdir()) == [".git", ".gitignore", "build", "notes.md"]
