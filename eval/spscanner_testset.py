@@ -19,15 +19,61 @@ from mamba_retrieval.modeling.scanner.sentence_scanner import score_document
 FIELDS = ("input_ids", "question", "sentence_indices")
 
 
+PICKLE_SUFFIXES = (".pickle", ".pkl")
+# What a published test set or logits pickle is made of. Unpickling calls whatever a pickle names, so a pickle
+# that names anything else (os.system, a class) is refused before anything is called.
+PLAIN_DATA = {("builtins", name) for name in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int")}
+PLAIN_DATA |= {("builtins", "float"), ("builtins", "bool"), ("builtins", "complex"), ("collections", "OrderedDict")}
+PLAIN_DATA |= {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype")}  # numpy arrays, as numpy pickles them
+PLAIN_DATA |= {
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+}
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Reads plain data only: containers, strings, numbers and numpy arrays."""
+
+    def find_class(self, module, name):
+        if (module, name) not in PLAIN_DATA:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def read_published(path, what):
-    """A file of SPScanner's published pipeline: a pickle (`.pickle` / `.pkl`, as published) or JSON."""
+    """A file of SPScanner's published pipeline: JSON, or a pickle (`.pickle` / `.pkl`, as published) read as plain
+    data only (a pickle that would call anything else is refused, and nothing in it runs)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} not found.")
-    if path.suffix in (".pickle", ".pkl"):
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-    return json.loads(path.read_text(encoding="utf-8"))
+    if path.suffix not in PICKLE_SUFFIXES:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{what} {path} is not JSON ({error}); a pickle must end in .pickle or .pkl.") from None
+    with open(path, "rb") as handle:
+        try:
+            return PlainDataUnpickler(handle).load()
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"Refused {what.lower()} {path}: it is not plain data (it names {error}, which unpickling would call); "
+                "only dicts, lists, strings, numbers and numpy arrays are read from a pickle."
+            ) from None
+        except (EOFError, ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"{what} {path} is not a readable pickle ({type(error).__name__}: {error}).") from None
+
+
+def as_json_data(value):
+    """Plain data as JSON can hold it: tuple keys as their str() (as SPScanner's pipeline reads them back),
+    tuples and numpy arrays as lists, numpy numbers as numbers."""
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(key): as_json_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [as_json_data(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy arrays and numpy scalars
+        return as_json_data(value.tolist())
+    return value
 
 
 def read_testset(path):
@@ -87,4 +133,4 @@ def write_logits(logits, path):
         with open(path, "wb") as handle:
             pickle.dump(logits, handle)
     else:
-        path.write_text(json.dumps({b: {str(k): v for k, v in points.items()} for b, points in logits.items()}))
+        path.write_text(json.dumps(as_json_data(logits)))

@@ -29,6 +29,10 @@ COMMANDS = {
         "score_testset",
         "score an SPScanner test set's sentences; the logits file `answer --logits` reads",
     ),
+    "testset-to-json": (
+        "testset_to_json",
+        "convert a published SPScanner test-set or logits pickle to JSON (plain data only)",
+    ),
     "ship": ("ship", "store a trained folder as the shipped model, record its scores, refresh its remote code"),
 }
 

@@ -63,8 +63,8 @@ def register(subparsers):
 
 def run(args):
     out = Path(args.out)
+    data = read_testset(args.testset)  # before OUT is made: a refused test set leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
-    data = read_testset(args.testset)
     if args.limit:
         data = {b: dict(list(points.items())[: args.limit]) for b, points in data.items()}
     has_scanner = bool(args.scanner or args.logits)

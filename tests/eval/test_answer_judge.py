@@ -2,13 +2,17 @@
 QMSum questions with recorded LLM answers and judgements (SPScanner logits, BM25, random and full context)."""
 
 import json
+import os
+import pickle
 
+import numpy as np
 import pytest
 from helpers import DATA
 from recorded_llm import EXCHANGES, RecordedEndpoint
 
 from mamba_retrieval.eval import answer_judge as aj
 from mamba_retrieval.eval.qa_metrics import best_f1, normalize_answer, parse_answer, parse_judge_decision, token_f1
+from mamba_retrieval.eval.spscanner_testset import read_testset
 from mamba_retrieval.modeling.cli import main
 
 QUERIES = ("IS1003a-s1", "IS1003a-s2")  # two questions on the shortest meeting of QMSum's test split
@@ -223,3 +227,42 @@ def test_scanner_folder_selects_what_its_logits_file_selects(qmsum_questions, tm
     assert endpoint.unmatched == [] and len(endpoint.requests) == 4
     table = json.loads((tmp_path / "out" / "results.json").read_text())["table"]
     assert table["scanner"]["qmsum"]["accuracy"] == 0.0 and table["scanner"]["qmsum"]["n"] == 2
+
+
+class RunsCode:
+    """What a hostile pickle holds: unpickling it calls os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    hostile = {
+        "qmsum": {("qmsum", "0"): {"input_ids": [1], "question": "q", "sentence_indices": [0], "x": RunsCode(marker)}}
+    }
+    (tmp_path / "test.pickle").write_bytes(pickle.dumps(hostile))
+    (tmp_path / "logits.pkl").write_bytes(pickle.dumps(RunsCode(marker)))
+    with pytest.raises(ValueError, match=r"Refused test set .*names posix\.system"):
+        read_testset(tmp_path / "test.pickle")
+    with pytest.raises(ValueError, match="Refused logits file"):
+        aj.read_logits(tmp_path / "logits.pkl")
+    assert main(["answer", str(tmp_path / "test.pickle"), str(tmp_path / "out"), "--llm-model", "m"]) == 2
+    assert main(["testset-to-json", str(tmp_path / "test.pickle"), str(tmp_path / "test.json")]) == 2
+    assert "not plain data" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "test.json").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_published_pickle_of_plain_data_converts_to_json_once(tmp_path):
+    data = {"qmsum": {("qmsum", "0"): {"input_ids": np.arange(3), "question": "q", "sentence_indices": (0, 2)}}}
+    (tmp_path / "test.pickle").write_bytes(pickle.dumps(data))
+    assert read_testset(tmp_path / "test.pickle")["qmsum"][("qmsum", "0")]["input_ids"].tolist() == [0, 1, 2]
+    assert main(["testset-to-json", str(tmp_path / "test.pickle"), str(tmp_path / "test.json")]) == 0
+    converted = read_testset(tmp_path / "test.json")
+    assert converted == {
+        "qmsum": {"('qmsum', '0')": {"input_ids": [0, 1, 2], "question": "q", "sentence_indices": [0, 2]}}
+    }
+    assert main(["testset-to-json", str(tmp_path / "test.pickle"), str(tmp_path / "test.json")]) == 2  # kept

@@ -1,0 +1,34 @@
+"""`mamba-retrieval testset-to-json PICKLE OUT`: a published SPScanner test set or logits pickle, once, as JSON."""
+
+import json
+import os
+from pathlib import Path
+
+from mamba_retrieval.eval.spscanner_testset import as_json_data, read_published
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "testset-to-json",
+        help="convert a published SPScanner test-set or logits pickle to JSON (plain data only)",
+        description="Read PICKLE as plain data (dicts, lists, strings, numbers, numpy arrays; a pickle naming "
+        "anything else is refused and nothing in it runs) and write it as JSON, which `answer`, `score-testset` "
+        "and `answer --logits` read. Tuple keys become their str(), as SPScanner's pipeline reads them back.",
+    )
+    parser.add_argument("pickle", help="the published .pickle / .pkl file")
+    parser.add_argument("out", help="the JSON file to write")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; choose another path or pass --force.")
+    if Path(args.pickle).suffix not in (".pickle", ".pkl"):
+        raise ValueError(f"{args.pickle} is not a pickle (.pickle or .pkl); JSON files need no conversion.")
+    data = as_json_data(read_published(args.pickle, "Pickle"))
+    staging = out.with_name(f".{out.name}.partial")
+    staging.write_text(json.dumps(data, ensure_ascii=False))
+    os.replace(staging, out)  # all or nothing
+    print(f"wrote {out}: {sum(len(v) for v in data.values() if isinstance(v, dict))} datapoints")
