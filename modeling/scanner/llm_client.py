@@ -270,7 +270,7 @@ class LLMClient:
             try:
                 self.stats.add(requests=1)
                 request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with _OPENER.open(request, timeout=self.timeout) as response:
                     return response.read().decode("utf-8", errors="replace")
             except urllib.error.HTTPError as error:
                 detail = _error_message(error)
@@ -289,6 +289,21 @@ class LLMClient:
 
     def usage(self):
         return self.stats.as_dict(self.price_input, self.price_output)
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a redirect with the Authorization header (to any origin) and as a GET without the body,
+    then return the answer to that other request as the answer to the prompt. A chat-completions endpoint does not
+    redirect: the request fails instead, and the key goes nowhere the user did not point it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise LLMError(
+            f"{req.full_url} answered {code} with a redirect to {newurl}; redirects are not followed (the API key "
+            "would go with them): set --llm-base-url to the address that answers."
+        )
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _error_message(error):

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from recorded_llm import EXCHANGES, RecordedEndpoint
+from recorded_llm import EXCHANGES, RecordedEndpoint, chat_completion, message_key
 
 from mamba_retrieval.modeling.scanner.llm_client import LLMClient, parse_chat_completion
 
@@ -148,3 +148,40 @@ def test_settings_from_the_environment(monkeypatch):
 def test_parse_chat_completion_rejects_error_bodies():
     with pytest.raises(ValueError, match="no choices"):
         parse_chat_completion(json.dumps({"error": {"message": "x"}}))
+
+
+def test_a_redirect_is_refused_and_the_key_goes_nowhere_else(tmp_path):
+    """An endpoint answering 302 to another origin: urllib followed it with `Authorization: Bearer <key>` as a GET
+    and cached the answer to that empty request as the answer to the prompt."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.command, self.headers.get("Authorization")))
+            body = json.dumps(chat_completion("an answer to another request")).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{other.server_address[1]}/chat/completions"
+    redirect = {"status": 302, "headers": {"Location": target}, "body": {}}
+    exchanges = {message_key([{"role": "user", "content": "Q"}]): {"request": {}, "replies": [redirect]}}
+    try:
+        with RecordedEndpoint(exchanges=exchanges) as endpoint:
+            client = LLMClient("m", endpoint.base_url, api_key="sk-secret", cache_dir=tmp_path / "cache", max_retries=0)
+            completion = client.complete("Q")
+    finally:
+        other.shutdown()
+    assert seen == [] and not completion.ok and "redirects are not followed" in completion.error
+    assert not any((tmp_path / "cache").rglob("*.json"))  # nothing cached for the prompt
