@@ -8,6 +8,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from mamba_retrieval.modeling.safe_paths import inside
+
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 LARGE = 1 << 28  # bytes from which reading shows a progress bar
@@ -30,7 +32,7 @@ def weight_files(folder):
     for name in INDEX_FILES:
         if (folder / name).is_file():
             index = json.loads((folder / name).read_text())
-            return [folder / shard for shard in sorted(set(index["weight_map"].values()))]
+            return [inside(folder, shard, f"Shard of {name}") for shard in sorted(set(index["weight_map"].values()))]
     raise FileNotFoundError(f"No weights in {folder}: expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}.")
 
 

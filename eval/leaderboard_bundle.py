@@ -21,6 +21,7 @@ from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import read_task_result, task_result_files
 from mamba_retrieval.eval.task_selection import get_named_task
 from mamba_retrieval.modeling.data_files import read_json_or_empty
+from mamba_retrieval.modeling.safe_paths import model_name_components, path_component
 
 FRAMEWORK = ["Sentence Transformers", "PyTorch", "Transformers", "safetensors"]
 
@@ -153,6 +154,8 @@ def write_bundle(
 ):
     """Write the submission; returns (snippet path, results folder, names of left-out local tasks)."""
     out_dir = Path(out_dir)
+    model_name_components(name, "--name")
+    path_component(revision, "--revision")  # a folder under OUT that --force replaces: it must stay there
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --force.")
     source = find_model_results(results_dir, resolve_model(model, name=eval_name, revision=eval_revision))

@@ -14,6 +14,7 @@ from mteb.abstasks.task_metadata import TaskMetadata
 
 from mamba_retrieval.modeling.data_files import BEIR_FILES, read_corpus, read_qrels, read_queries
 from mamba_retrieval.modeling.file_hashes import files_hash
+from mamba_retrieval.modeling.safe_paths import path_component
 
 
 def check_beir_folder(folder, splits=None):
@@ -87,7 +88,7 @@ def local_beir_task(folder, splits=("test",), name=None, language="eng-Latn"):
     splits = list(splits)
     check_beir_folder(folder, splits)
     metadata = TaskMetadata(
-        name=name or folder.name,
+        name=path_component(name or folder.name, "task name"),  # the result file's name
         description=f"Local BEIR-layout folder {folder}.",
         dataset={"path": str(folder), "revision": folder_revision(folder, splits)},
         type="Retrieval",

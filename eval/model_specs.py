@@ -16,6 +16,7 @@ from mteb.models.model_meta import ScoringFunction
 from mamba_retrieval.modeling.data_files import read_json_or_empty
 from mamba_retrieval.modeling.file_hashes import weights_hash
 from mamba_retrieval.modeling.pretrained import resolve_shipped
+from mamba_retrieval.modeling.safe_paths import model_name_components, path_component
 
 BM25_NAMES = ("bm25", "bm25s")
 # Anserini's BEIR settings; the data README's SciFact reference (0.6605) uses them.
@@ -75,7 +76,11 @@ def folder_meta(folder, name, revision, max_length=None):
 
 def resolve_model(model, *, name=None, revision=None, max_length=None):
     """ModelMeta for MODEL: `bm25`, `all-MiniLM-L6-v2`, a shipped model's name, a local folder, or a
-    sentence-transformers Hub id."""
+    sentence-transformers Hub id. `name` and `revision` become folders of the results: they must stay names."""
+    if name is not None:
+        model_name_components(name, "--model-name")
+    if revision is not None:
+        path_component(revision, "--revision")
     if model in BM25_NAMES:
         meta = mteb.get_model_meta("mteb/baseline-bm25s")
         # experiment_kwargs reach BM25Search as its k1/b, and put the results in their own experiment folder.

@@ -286,3 +286,14 @@ def test_every_format_converts_to_bf16_with_the_one_dtype_table(tmp_path, fmt, c
     with pytest.raises(SystemExit):  # argparse refuses a dtype outside the table, before any reading
         main(["convert", str(tmp_path / "src"), str(tmp_path / "other"), "--dtype", "bf17"])
     assert "invalid choice: 'bf17'" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_a_shard_index_naming_a_file_outside_src_is_refused(tmp_path, capsys):
+    (tmp_path / "outside.bin").write_bytes(b"not yours")
+    source = write_mamba_ssm_folder(tmp_path / "src" / "inner", "mamba")
+    (tmp_path / "src" / "inner" / "pytorch_model.bin").unlink()
+    index = {"weight_map": {key: "../../outside.bin" for key in source}}
+    (tmp_path / "src" / "inner" / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    assert main(["convert", str(tmp_path / "src" / "inner"), str(tmp_path / "out")]) == 2
+    assert "'../../outside.bin' points outside" in capsys.readouterr().err
+    assert_nothing_written(tmp_path / "out")

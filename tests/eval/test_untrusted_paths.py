@@ -1,0 +1,43 @@
+"""Names that become paths (a revision, a model name, a task name) never leave the folder they are meant for."""
+
+import pytest
+
+from mamba_retrieval.modeling.cli import main
+from mamba_retrieval.modeling.safe_paths import inside, path_component
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "../x", "a/b", "a\\b", "x\0y"])
+def test_a_name_that_could_leave_its_folder_is_refused(name):
+    with pytest.raises(ValueError, match="cannot be a file or folder name"):
+        path_component(name, "--revision")
+
+
+@pytest.mark.parametrize("shard", ["../outside.bin", "/etc/passwd", "a/../../b.bin", "..\\up.bin"])
+def test_a_shard_outside_the_checkpoint_is_refused(tmp_path, shard):
+    with pytest.raises(ValueError, match="points outside"):
+        inside(tmp_path, shard, "Shard")
+    assert inside(tmp_path, "sub/model-00001.bin", "Shard") == tmp_path / "sub" / "model-00001.bin"
+
+
+def test_bundle_revision_cannot_delete_a_folder_outside_out(tmp_path, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    out = tmp_path / "a" / "b" / "out"
+    out.mkdir(parents=True)
+    (out / "old").write_text("x")
+    arguments = ["bundle", "mamba-retrieval-tiny", "--results", str(tmp_path), "--out", str(out), "--name", "org/m"]
+    assert main([*arguments, "--revision", "../../../../../victim", "--force"]) == 2
+    assert "--revision '../../../../victim' cannot be a file or folder name" in capsys.readouterr().err
+    assert (victim / "keep.txt").read_text() == "mine"
+    assert main([*arguments[:-2], "--name", "../../x", "--revision", "abc", "--force"]) == 2
+    assert "--name '../../x' must be org/name or name" in capsys.readouterr().err
+
+
+def test_eval_revision_and_model_name_cannot_write_outside_output(tmp_path, capsys):
+    output = tmp_path / "results"
+    for option, value in (("--revision", "../../escaped"), ("--model-name", "org/..")):
+        arguments = ["eval", "mamba-retrieval-tiny", "--beir-dir", str(tmp_path), "--output", str(output)]
+        assert main([*arguments, option, value]) == 2
+        assert f"{option} {value!r}" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing written anywhere
