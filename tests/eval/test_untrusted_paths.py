@@ -28,7 +28,7 @@ def test_bundle_revision_cannot_delete_a_folder_outside_out(tmp_path, capsys):
     (out / "old").write_text("x")
     arguments = ["bundle", "mamba-retrieval-tiny", "--results", str(tmp_path), "--out", str(out), "--name", "org/m"]
     assert main([*arguments, "--revision", "../../../../../victim", "--force"]) == 2
-    assert "--revision '../../../../victim' cannot be a file or folder name" in capsys.readouterr().err
+    assert "--revision '../../../../../victim' cannot be a file or folder name" in capsys.readouterr().err
     assert (victim / "keep.txt").read_text() == "mine"
     assert main([*arguments[:-2], "--name", "../../x", "--revision", "abc", "--force"]) == 2
     assert "--name '../../x' must be org/name or name" in capsys.readouterr().err
