@@ -41,7 +41,7 @@ def init_retriever(
     base, out_dir, *, eos_token=ENDOFTEXT, max_seq_length=512, prompts=None, dtype=None, seed=0, force=False
 ):
     """Write a retriever folder built from `base` (a named size or a transformers `*-hf` folder)."""
-    check_output_dir(out_dir, force)  # before any slow loading
+    check_output_dir(out_dir, force, sources=[base] if base not in NAMED_SIZES else [])  # before any slow loading
     tokenizer_file = Path(base) / "tokenizer.json" if base not in NAMED_SIZES else VENDORED_TOKENIZER
     if not tokenizer_file.is_file():
         tokenizer_file = VENDORED_TOKENIZER

@@ -62,7 +62,7 @@ def convert_checkpoint(
     """Convert the checkpoint folder `src` into a Hub folder at `out_dir`; returns the report (also written to
     `out_dir/conversion.json`). Nothing is written unless every check passes."""
     src, out_dir = Path(src).absolute(), Path(out_dir).absolute()
-    check_output_dir(out_dir, force)  # before any slow reading
+    check_output_dir(out_dir, force, sources=[src])  # before any slow reading
     torch_dtype(dtype)  # an unknown dtype is refused before any reading, whatever the format
     if format is not None and format not in FORMATS:
         raise ValueError(f"Unknown format {format!r}; choose one of {', '.join(FORMATS)}.")

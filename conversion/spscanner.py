@@ -158,7 +158,7 @@ def convert_spscanner(src, out, dtype=None, force=False, *, eos_token=ENDOFTEXT,
             "question + document as plain text."
         )
     src = Path(src).absolute()
-    check_output_dir(out, force)
+    check_output_dir(out, force, sources=[src])
     target_dtype = torch_dtype(dtype)
     model, state_dict, config_dict = load_spscanner_checkpoint(src)
     reference = reference_from_source(model.config, state_dict)

@@ -10,6 +10,7 @@ card. It is written to a temporary folder next to the target and moved into plac
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,9 +55,17 @@ SCANNER_AUTO_MAP = {
 }
 
 
-def check_output_dir(out_dir, force=False):
-    """Refuse to replace an existing, non-empty folder unless `force`: a user's files are never lost silently."""
+def check_output_dir(out_dir, force=False, sources=()):
+    """Refuse to replace an existing, non-empty folder unless `force`: a user's files are never lost silently. An
+    output folder that is, or holds, one of the `sources` being read is refused even with `force`."""
     out_dir = Path(out_dir)
+    for source in sources:
+        source = Path(source)
+        if source.exists() and source.resolve().is_relative_to(out_dir.resolve()):
+            raise ValueError(
+                f"The output folder {out_dir} is or holds the source {source}: writing it would destroy what is "
+                "being read. Choose another output folder."
+            )
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output path.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
@@ -93,6 +102,7 @@ def staged_folder(out_dir, force=False):
     """Yield an empty temporary folder next to `out_dir`; it becomes `out_dir` when the block completes and is
     removed when the block fails, so a failure never leaves a half-written folder."""
     out_dir = Path(out_dir).absolute()
+    recover_interrupted(out_dir)  # first: a folder it restores is the user's, kept unless `force`
     check_output_dir(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -239,6 +249,20 @@ def _write_sentence_transformers_files(folder, dimension, max_seq_length, prompt
 def _write_json(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def recover_interrupted(out_dir):
+    """Undo what a killed write left beside `out_dir`: the old folder moved aside (`.NAME.old-*/NAME`) comes back
+    when `out_dir` is missing, and is removed when the new one is in place; unfinished `.NAME.partial-*` folders
+    are removed."""
+    out_dir = Path(out_dir).absolute()
+    for aside in sorted(out_dir.parent.glob(f".{out_dir.name}.old-*")):
+        if not out_dir.exists() and (aside / out_dir.name).is_dir():
+            os.rename(aside / out_dir.name, out_dir)
+            print(f"restored {out_dir} from {aside}, left by an interrupted write", file=sys.stderr)
+        shutil.rmtree(aside, ignore_errors=True)
+    for partial in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _move_into_place(staging, out_dir):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from mamba_retrieval.modeling.hub_folder import REMOTE_CODE_FILES, staged_folder
+from mamba_retrieval.modeling.hub_folder import REMOTE_CODE_FILES, check_output_dir, staged_folder
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, PRETRAINED_DIR
 
 
@@ -18,6 +18,7 @@ def write_shipped_copy(trained_folder, out_dir, force=False, max_seq_length=None
     it in float32. `max_seq_length` replaces the folder's token limit (sentence-transformers' and the tokenizer's).
     Returns the largest absolute difference between the two folders' embeddings of a probe text."""
     trained_folder = Path(trained_folder)
+    check_output_dir(out_dir, force, sources=[trained_folder])
     with staged_folder(out_dir, force) as staging:
         shutil.copytree(trained_folder, staging, dirs_exist_ok=True)
         weights = load_file(trained_folder / "model.safetensors")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mamba_retrieval.eval.answer_judge import MULTIPLE_CHOICE, SYSTEMS, AnswerRun, markdown_tables, read_logits
 from mamba_retrieval.eval.spscanner_testset import read_testset, score_testset
+from mamba_retrieval.modeling.cli.arguments import count_or_fraction
 from mamba_retrieval.modeling.cli.llm_options import add_llm_arguments, client_from_args
 from mamba_retrieval.modeling.file_hashes import file_sha256
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
@@ -34,7 +35,7 @@ def register(subparsers):
     )
     parser.add_argument(
         "--top-k",
-        type=float,
+        type=count_or_fraction,
         default=10,
         help="units given to the LLM: a count, or a fraction < 1 meaning max(10, ceil(n * k))",
     )

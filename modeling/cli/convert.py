@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from mamba_retrieval.conversion.convert import FORMATS, convert_checkpoint
+from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.dtypes import DTYPES
 from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
 
@@ -27,7 +28,7 @@ def register(subparsers):
         "(added as id 50277, the Mamba Retriever recipe)",
     )
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="weight dtype (default: the source's)")
-    parser.add_argument("--max-seq-length", type=int, default=512, help="tokens per text, EOS included")
+    parser.add_argument("--max-seq-length", type=positive_int, default=512, help="tokens per text, EOS included")
     parser.add_argument("--query-prompt", default="", help="text prepended to queries")
     parser.add_argument("--document-prompt", default="", help="text prepended to documents")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")

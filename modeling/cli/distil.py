@@ -5,6 +5,7 @@ import shlex
 from pathlib import Path
 
 from mamba_retrieval.conversion.base_models import load_base
+from mamba_retrieval.modeling.cli.arguments import non_negative_int, positive_int
 from mamba_retrieval.modeling.pretrained import resolve_shipped
 from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_SHARES, distil_folder
 
@@ -25,8 +26,8 @@ def register(subparsers):
         help="the distill-corpus folder (default: distill-corpus in $MAMBA_RETRIEVAL_DATA, else in ../shared/data)",
     )
     parser.add_argument("--teacher-cache", type=Path, required=True, help="file of cached teacher embeddings")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=non_negative_int, default=3000, help="0 writes the initialised student")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--similarity-weight", type=float, default=10.0)
     parser.add_argument(
@@ -76,7 +77,7 @@ def register(subparsers):
         "change of its row, shared by all tokens, instead of each row alone, so that tokens "
         "absent from the training text move by the same rule as the others",
     )
-    parser.add_argument("--max-seq-length", type=int, default=512)
+    parser.add_argument("--max-seq-length", type=positive_int, default=512)
     parser.add_argument(
         "--seed",
         type=int,

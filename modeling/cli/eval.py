@@ -5,6 +5,7 @@ import logging
 from mamba_retrieval.eval.evaluation import DEFAULT_OUTPUT, evaluate
 from mamba_retrieval.eval.result_files import format_table
 from mamba_retrieval.eval.task_selection import BENCHMARKS
+from mamba_retrieval.modeling.cli.arguments import positive_int
 
 
 def register(subparsers):
@@ -29,10 +30,10 @@ def register(subparsers):
     )
     parser.add_argument("--loco-dir", help="local copy of LoCoV1 (LoCoV1-Queries/ and LoCoV1-Documents/)")
     parser.add_argument("--split", help="evaluation split (default: each task's own; test for --beir-dir)")
-    parser.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="encoding batch size")
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         help="tokens per text (default: the model's max_seq_length); results go to their own experiment folder",
     )
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"results folder (default {DEFAULT_OUTPUT})")

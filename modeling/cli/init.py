@@ -1,6 +1,7 @@
 """`mamba-retrieval init BASE OUT`: a retriever Hub folder to start training from."""
 
 from mamba_retrieval.conversion.base_models import init_retriever
+from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.dtypes import DTYPES
 from mamba_retrieval.modeling.sizes import NAMED_SIZES
 from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
@@ -22,7 +23,7 @@ def register(subparsers):
         help="token appended to every text and pooled: <|endoftext|> (id 0, default) or <EOS> "
         "(added as id 50277, the paper's recipe)",
     )
-    parser.add_argument("--max-seq-length", type=int, default=512, help="tokens per text, EOS included")
+    parser.add_argument("--max-seq-length", type=positive_int, default=512, help="tokens per text, EOS included")
     parser.add_argument("--query-prompt", default="", help="text prepended to queries")
     parser.add_argument("--document-prompt", default="", help="text prepended to documents")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="weight dtype (default: the base's)")

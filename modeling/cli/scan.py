@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+from mamba_retrieval.modeling.cli.arguments import count_or_fraction
 from mamba_retrieval.modeling.scanner import SentenceScanner
 
 
@@ -20,7 +21,7 @@ def register(subparsers):
     parser.add_argument("--document", required=True, help="text file (UTF-8), or - for standard input")
     parser.add_argument(
         "--top-k",
-        type=float,
+        type=count_or_fraction,
         default=10,
         help="units to keep: a count (10), or a fraction < 1 meaning max(10, ceil(n * k))",
     )

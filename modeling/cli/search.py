@@ -1,5 +1,6 @@
 """`mamba-retrieval index SOURCE` and `mamba-retrieval search QUERY`: semantic search over your own files."""
 
+from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, resolve_shipped
 from mamba_retrieval.modeling.search.searcher import build_or_update, search
 
@@ -25,8 +26,8 @@ def register(subparsers):
     )
     index.add_argument("source", help="folder of .txt/.md files, a corpus.jsonl, or a BEIR folder")
     _add_model_arguments(index)
-    index.add_argument("--batch-size", type=int, default=8)
-    index.add_argument("--max-length", type=int, help="tokens per document (default: the model's)")
+    index.add_argument("--batch-size", type=positive_int, default=8)
+    index.add_argument("--max-length", type=positive_int, help="tokens per document (default: the model's)")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything (e.g. with another model)")
     index.set_defaults(func=run_index)
 
@@ -34,7 +35,7 @@ def register(subparsers):
     query.add_argument("query")
     _add_model_arguments(query)
     query.add_argument("--source", help="update the index from this source first")
-    query.add_argument("-k", "--top-k", type=int, default=10)
+    query.add_argument("-k", "--top-k", type=positive_int, default=10, help="results to print")
     query.set_defaults(func=run_search)
 
 

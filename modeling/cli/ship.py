@@ -1,5 +1,6 @@
 """`mamba-retrieval ship`: maintain the model shipped inside the package (a maintainer's command)."""
 
+from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, PRETRAINED_DIR
 from mamba_retrieval.modeling.shipping import refresh_remote_code, write_shipped_copy
 
@@ -15,7 +16,9 @@ def register(subparsers):
     copy = steps.add_parser("copy", help="store a trained Hub folder as a shipped model (float16 weights)")
     copy.add_argument("trained_folder")
     copy.add_argument("out_dir", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
-    copy.add_argument("--max-seq-length", type=int, help="tokens per text in the copy (default: the trained folder's)")
+    copy.add_argument(
+        "--max-seq-length", type=positive_int, help="tokens per text in the copy (default: the trained folder's)"
+    )
     copy.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     metrics = steps.add_parser("metrics", help="record a folder's evaluation scores in its training.json")
     metrics.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))

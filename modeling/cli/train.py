@@ -48,8 +48,8 @@ def run(args):
     examples = read_examples(args.data, args.split)
     corpus = [d.text for d in read_source(args.corpus).documents] if args.corpus else [e.positive for e in examples]
     prompts = {k: v for k, v in (("query", args.query_prompt), ("document", args.document_prompt)) if v is not None}
-    check_output_dir(args.out, args.force)  # before any slow loading
     start = resolve_shipped(args.start)
+    check_output_dir(args.out, args.force, sources=[start])  # before any slow loading
     with tempfile.TemporaryDirectory(prefix="mamba-retrieval-start-") as work_dir:
         if not is_retriever_folder(start):
             start = init_retriever(start, Path(work_dir) / "start", max_seq_length=settings.passage_max_length)

@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel
 
+from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.hub_folder import check_output_dir
 from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer, write_scanner_folder
 from mamba_retrieval.modeling.scanner.training import read_training_jsonl, train_scanner
@@ -20,8 +21,8 @@ def register(subparsers):
     parser.add_argument("model", help="SPScanner Hub folder to start from")
     parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
     parser.add_argument("--data", required=True, help="training JSONL")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--epochs", type=positive_int, default=1)
+    parser.add_argument("--batch-size", type=positive_int, default=1)
     parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
     parser.add_argument("--peak-lr", type=float, default=1e-4)
     parser.add_argument("--min-lr", type=float, default=1e-5)
@@ -31,7 +32,7 @@ def register(subparsers):
 
 
 def run(args):
-    check_output_dir(args.out, args.force)
+    check_output_dir(args.out, args.force, sources=[args.model])
     examples = read_training_jsonl(args.data)
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"

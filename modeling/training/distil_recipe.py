@@ -100,7 +100,7 @@ def distil_folder(
     shares = parse_shares(shares)
     if row_map and not rows_only:
         raise ValueError("--row-map changes how the token rows train: it needs --rows-only.")
-    check_output_dir(out, force)
+    check_output_dir(out, force, sources=[start] if start not in NAMED_SIZES else [])
     wordnet_file = data_dir / "wordnet30_glosses.jsonl.gz"
     qmsum_file = data_dir / "qmsum_query_span_pairs.jsonl.gz"
     meetings = (meetings_dir / "corpus.jsonl", meetings_dir / "qrels" / "train.tsv")

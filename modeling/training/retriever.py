@@ -143,7 +143,7 @@ def train_retriever(start, examples, out_dir, settings, prompts=None, force=Fals
         MultipleNegativesRankingLoss,
     )
 
-    check_output_dir(out_dir, force)
+    check_output_dir(out_dir, force, sources=[start])
     with tempfile.TemporaryDirectory(prefix="mamba-retrieval-train-") as work_dir:
         model = load_start(start, settings.passage_max_length)
         prompts = {**model.prompts, **(prompts or {})}

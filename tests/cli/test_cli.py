@@ -5,7 +5,9 @@ import importlib
 import subprocess
 import sys
 
-from mamba_retrieval.modeling.cli import COMMANDS
+import pytest
+
+from mamba_retrieval.modeling.cli import COMMANDS, main
 
 
 def test_the_listing_matches_what_each_module_registers():
@@ -44,3 +46,23 @@ def test_python_dash_m_runs_the_same_command():
         timeout=120,
     )
     assert result.returncode == 0 and "refresh-code" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, refused",
+    [
+        (["convert", "src", "out", "--max-seq-length", "-5"], "-5 must be at least 1"),
+        (["init", "tiny", "out", "--max-seq-length", "0"], "0 must be at least 1"),
+        (["index", "src", "--max-length", "-1"], "-1 must be at least 1"),
+        (["eval", "bm25", "--max-length", "-1"], "-1 must be at least 1"),
+        (["search", "q", "-k", "-1"], "-1 must be at least 1"),
+        (["search", "q", "-k", "0"], "0 must be at least 1"),
+        (["search", "q", "-k", "two"], "'two' is not a whole number"),
+        (["scan", "m", "--question", "q", "--document", "d", "--top-k", "0"], "must be a whole count >= 1"),
+        (["distil", "tiny", "out", "--teacher-cache", "c", "--steps", "-1"], "-1 must be at least 0"),
+    ],
+)
+def test_numbers_that_would_break_later_are_refused_at_the_argument(argv, refused, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2 and refused in capsys.readouterr().err

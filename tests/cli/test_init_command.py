@@ -59,3 +59,20 @@ def test_init_errors(tmp_path, capsys):
     assert main(["init", str(tmp_path / "bad"), str(tmp_path / "b")]) == 2
     assert "model_type 'llama'" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_killed_write_is_undone_on_the_next_run(tmp_path, capsys):
+    """Killed between moving the old OUT aside and moving the new one in: OUT was missing and the user's folder
+    hidden as .OUT.old-*; killed while writing: a model-sized .OUT.partial-* was left. The next run restores the
+    one and removes the other, and still refuses to replace the restored folder without --force."""
+    out = tmp_path / "model"
+    (tmp_path / ".model.old-k1" / "model").mkdir(parents=True)
+    (tmp_path / ".model.old-k1" / "model" / "mine.txt").write_text("the user's")
+    (tmp_path / ".model.partial-k2").mkdir()
+    (tmp_path / ".model.partial-k2" / "model.safetensors").write_bytes(b"half")
+    assert main(["init", "tiny", str(out)]) == 2
+    assert "restored" in capsys.readouterr().err
+    assert (out / "mine.txt").read_text() == "the user's"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
+    assert main(["init", "tiny", str(out), "--force"]) == 0
+    assert (out / "config.json").is_file() and sorted(path.name for path in tmp_path.iterdir()) == ["model"]

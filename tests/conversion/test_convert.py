@@ -297,3 +297,12 @@ def test_a_shard_index_naming_a_file_outside_src_is_refused(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "src" / "inner"), str(tmp_path / "out")]) == 2
     assert "'../../outside.bin' points outside" in capsys.readouterr().err
     assert_nothing_written(tmp_path / "out")
+
+
+def test_convert_never_writes_over_its_own_source_even_with_force(tmp_path, capsys):
+    source = write_mamba_ssm_folder(tmp_path / "src", "mamba")
+    weights = (tmp_path / "src" / "pytorch_model.bin").read_bytes()
+    for out in (tmp_path / "src", tmp_path):  # the source itself, and a folder holding it
+        assert main(["convert", str(tmp_path / "src"), str(out), "--force"]) == 2
+        assert "would destroy what is being read" in capsys.readouterr().err
+    assert (tmp_path / "src" / "pytorch_model.bin").read_bytes() == weights and source
