@@ -1,21 +1,40 @@
 """A saved embedding index over a folder of text files or a JSONL/BEIR corpus, updated incrementally.
 
-Each document is embedded whole, in one pass (long files are where a Mamba encoder is cheap). The index folder holds
-`index.json` (the model it was built with, one entry per document with a content hash) and `embeddings.npy`; both
-are written to temporary files and swapped in only when complete, so a failed or interrupted run never damages an
-existing index.
+Each document is embedded whole, in one pass (long files are where a Mamba encoder is cheap).
+
+One index is one unit, swapped in whole: the index folder holds version folders (`v-*/index.json`, the model and
+one entry per document with its content hash; `v-*/embeddings.npy`) and `CURRENT`, the name of the version in use.
+A save writes a new version completely, then replaces `CURRENT` in one atomic rename, then removes older versions,
+so a reader sees the old index or the new one, never a mix, whenever a writer is killed. Writers take a lock on
+`.lock`, so two `index` runs on one index take turns instead of losing an update. A version's table and embeddings
+carry a checksum of both: a damaged or mismatched file (NaN, a cut or extended file, swapped ids, another
+dimension, broken JSON) is refused with the file's name and `--rebuild`, never searched.
 """
 
+import contextlib
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 
-INDEX_FILE, EMBEDDINGS_FILE = "index.json", "embeddings.npy"
+INDEX_FILE, EMBEDDINGS_FILE, CURRENT_FILE, LOCK_FILE = "index.json", "embeddings.npy", "CURRENT", ".lock"
 FAISS_MIN_DOCUMENTS = 50_000  # below this an exact numpy search is as fast as faiss
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: index.json + embeddings.npy in the index folder itself (still read; the next save converts)
+REBUILD = "rebuild it with `mamba-retrieval index SOURCE --rebuild`"
+
+
+def checksum(model_name, ids, hashes, embeddings):
+    """What binds a version's table to its embeddings: any changed, swapped, cut or added row changes it."""
+    digest = hashlib.sha256(model_name.encode())
+    for doc_id, doc_hash in zip(ids, hashes):
+        digest.update(f"{doc_id}\0{doc_hash}\n".encode())
+    digest.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 class SearchIndex:
@@ -25,32 +44,89 @@ class SearchIndex:
     @classmethod
     def load(cls, folder):
         folder = Path(folder)
-        if not (folder / INDEX_FILE).is_file():
+        for _ in range(3):  # a writer may remove the version just read from CURRENT: read CURRENT again
+            version = _current_version(folder)
+            try:
+                return cls._load_version(folder, version)
+            except FileNotFoundError:
+                if version == folder or _current_version(folder) == version:
+                    raise
+        return cls._load_version(folder, _current_version(folder))
+
+    @classmethod
+    def _load_version(cls, folder, version):
+        table_file, embeddings_file = version / INDEX_FILE, version / EMBEDDINGS_FILE
+        if not table_file.is_file():
             raise FileNotFoundError(
                 f"No index at {folder}: build one first with `mamba-retrieval index SOURCE "
                 f"--index {folder}` (or pass --source to search)."
             )
-        meta = json.loads((folder / INDEX_FILE).read_text())
-        embeddings = np.load(folder / EMBEDDINGS_FILE)
-        if len(meta["documents"]) != len(embeddings):
-            raise ValueError(
-                f"The index at {folder} is inconsistent ({len(meta['documents'])} documents, "
-                f"{len(embeddings)} embeddings); rebuild it with --rebuild."
-            )
-        ids = [d["id"] for d in meta["documents"]]
-        return cls(meta["model"], ids, [d["sha256"] for d in meta["documents"]], embeddings)
+
+        def damaged(path, problem):
+            return ValueError(f"The index at {folder} is damaged: {path} {problem}; {REBUILD}.")
+
+        try:
+            meta = json.loads(table_file.read_text(encoding="utf-8"))
+            documents = meta["documents"]
+            ids, hashes = [str(d["id"]) for d in documents], [str(d["sha256"]) for d in documents]
+            model_name = str(meta["model"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise damaged(table_file, f"is not an index table ({type(error).__name__}: {error})") from None
+        try:
+            embeddings = np.load(embeddings_file, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as error:
+            raise damaged(embeddings_file, f"is not a saved array ({error})") from None
+        if embeddings.ndim != 2 or len(embeddings) != len(ids) or embeddings.dtype != np.float32:
+            raise damaged(embeddings_file, f"holds {embeddings.shape} {embeddings.dtype} for {len(ids)} documents")
+        if not np.isfinite(embeddings).all():
+            raise damaged(embeddings_file, "holds NaN or infinite values")
+        if len(set(ids)) != len(ids):
+            raise damaged(table_file, "names a document twice")
+        if meta.get("format_version", 1) >= 2:
+            if meta.get("dimension") != embeddings.shape[1]:
+                raise damaged(
+                    embeddings_file, f"has dimension {embeddings.shape[1]}, the table {meta.get('dimension')}"
+                )
+            if meta.get("embeddings_bytes") != embeddings_file.stat().st_size:
+                raise damaged(
+                    embeddings_file,
+                    f"has {embeddings_file.stat().st_size} bytes, the table says {meta.get('embeddings_bytes')}",
+                )
+            if meta.get("checksum") != checksum(model_name, ids, hashes, embeddings):
+                raise damaged(version, "has a table and embeddings that do not belong together (checksum)")
+        return cls(model_name, ids, hashes, embeddings)
 
     def save(self, folder):
+        """Write a new version and make it current in one rename; older versions are removed afterwards."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.model_name,
+            "rows": len(self.ids),
+            "dimension": int(embeddings.shape[1]),
+            "checksum": checksum(self.model_name, self.ids, self.hashes, embeddings),
             "documents": [{"id": i, "sha256": h} for i, h in zip(self.ids, self.hashes)],
         }
-        # embeddings first, metadata last: a reader never sees new metadata beside old embeddings
-        _atomic_write(folder / EMBEDDINGS_FILE, lambda f: np.save(f, self.embeddings))
-        _atomic_write(folder / INDEX_FILE, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        version = folder / f"v-{uuid.uuid4().hex[:12]}"
+        version.mkdir()
+        try:
+            _durable_write(version / EMBEDDINGS_FILE, lambda f: np.save(f, embeddings, allow_pickle=False))
+            meta["embeddings_bytes"] = (version / EMBEDDINGS_FILE).stat().st_size  # a cut or extended file differs
+            _durable_write(version / INDEX_FILE, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+            _durable_write(folder / CURRENT_FILE, lambda f: f.write(version.name.encode()))  # the one switch
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        for old in folder.glob("v-*"):  # versions no reader is sent to any more, and what killed writers left
+            if old.name != version.name:
+                shutil.rmtree(old, ignore_errors=True)
+        for legacy in (INDEX_FILE, EMBEDDINGS_FILE):  # format 1 kept them in the folder itself
+            with contextlib.suppress(FileNotFoundError):
+                (folder / legacy).unlink()
 
     def search(self, query_embedding, k):
         k = min(k, len(self.ids))
@@ -76,15 +152,57 @@ def _faiss():
     return faiss
 
 
-def _atomic_write(path, write):
+def _current_version(folder):
+    """The version folder CURRENT names; the index folder itself for an index of format 1 (or no index)."""
+    pointer = folder / CURRENT_FILE
+    if not pointer.is_file():
+        return folder
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not name.startswith("v-") or any(character in name for character in "/\\\0"):
+        raise ValueError(f"The index at {folder} is damaged: {pointer} names {name!r}; {REBUILD}.")
+    return folder / name
+
+
+def _durable_write(path, write):
+    """Write `path` through a temporary file that is flushed to disk and then renamed over it."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
+
+
+@contextlib.contextmanager
+def writer_lock(folder):
+    """One writer at a time per index (fcntl: POSIX systems; elsewhere writers are not serialised)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / LOCK_FILE, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def has_index(folder):
+    return (Path(folder) / CURRENT_FILE).is_file() or (Path(folder) / INDEX_FILE).is_file()
 
 
 def update_index(index_dir, documents, model_name, encode_documents, rebuild=False, names_model=None):
@@ -95,7 +213,12 @@ def update_index(index_dir, documents, model_name, encode_documents, rebuild=Fal
     `model_name`.
     """
     index_dir = Path(index_dir)
-    old = SearchIndex.load(index_dir) if (index_dir / INDEX_FILE).is_file() and not rebuild else None
+    with writer_lock(index_dir):  # read, embed and save as one step: a concurrent run waits, then updates this one
+        return _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model)
+
+
+def _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model):
+    old = SearchIndex.load(index_dir) if has_index(index_dir) and not rebuild else None
     if old is not None and not (names_model or model_name.__eq__)(old.model_name):
         raise ValueError(
             f"The index at {index_dir} was built with model {old.model_name!r}, not {model_name!r}. "

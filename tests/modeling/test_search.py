@@ -116,13 +116,18 @@ def test_files_git_ignores_are_not_indexed(tmp_path):
     assert [d.id for d in read_source(tmp_path / "build").documents] == ["generated.txt"]
 
 
+def _files(folder):
+    """Every file of an index folder (the writers' lock file aside) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
 def test_query_before_index_and_model_mismatch(tmp_path, capsys):
     assert main(["search", "anything", "--model", "m", "--index", str(tmp_path / "none")]) == 2
     assert "No index at" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
     documents = read_source(_docs(tmp_path)).documents
     update_index(tmp_path / "index", documents, "model-a", lambda texts: np.eye(len(texts), 4, dtype=np.float32))
-    before = {p.name: p.read_bytes() for p in (tmp_path / "index").iterdir()}
+    before = _files(tmp_path / "index")
     with pytest.raises(ValueError, match="built with model 'model-a'"):
         update_index(tmp_path / "index", documents, "model-b", lambda texts: np.zeros((len(texts), 4)))
     (tmp_path / "docs" / "extra.md").write_text("new")
@@ -132,7 +137,7 @@ def test_query_before_index_and_model_mismatch(tmp_path, capsys):
 
     with pytest.raises(KeyboardInterrupt):
         update_index(tmp_path / "index", read_source(tmp_path / "docs").documents, "model-a", interrupted)
-    after = {p.name: p.read_bytes() for p in (tmp_path / "index").iterdir()}
+    after = _files(tmp_path / "index")
     assert after == before  # a failed update never damages or deletes the index
 
 
@@ -177,29 +182,41 @@ def test_one_identity_for_every_folder_layout(tmp_path):
 
 
 def test_an_index_written_before_the_one_identity_still_matches_its_model(tmp_path, capsys):
-    """Indexes stored `path#<16 hex of the top-level weights' bytes>`; they search and update without a rebuild
-    and are saved under today's identity."""
+    """Format 1 kept index.json + embeddings.npy in the folder and named a folder model `path#<16 hex of the
+    top-level weights' bytes>`: such an index still searches and updates without a rebuild, and its next update
+    writes today's layout and identity."""
     import hashlib
 
+    from mamba_retrieval.modeling.search.index import SearchIndex
     from mamba_retrieval.modeling.search.searcher import model_identity
 
     model = tmp_path / "model"
     write_tiny_folder(model, "mamba")
-    docs = _docs(tmp_path)
-    assert main(["index", str(docs), "--model", str(model), "--index", str(tmp_path / "index")]) == 0
-    record = json.loads((tmp_path / "index" / "index.json").read_text())
+    docs, index = _docs(tmp_path), tmp_path / "index"
+    assert main(["index", str(docs), "--model", str(model), "--index", str(index)]) == 0
+    current = SearchIndex.load(index)
     legacy = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()[:16]
-    record["model"] = f"{model.resolve()}#{legacy}"
-    (tmp_path / "index" / "index.json").write_text(json.dumps(record))
+    shutil.rmtree(index)
+    index.mkdir()
+    table = {
+        "format_version": 1,
+        "model": f"{model.resolve()}#{legacy}",
+        "documents": [{"id": i, "sha256": h} for i, h in zip(current.ids, current.hashes)],
+    }
+    (index / "index.json").write_text(json.dumps(table))
+    np.save(index / "embeddings.npy", current.embeddings)
     capsys.readouterr()
-    assert main(["search", "virtual environment", "--model", str(model), "--index", str(tmp_path / "index")]) == 0
+    assert main(["search", "virtual environment", "--model", str(model), "--index", str(index)]) == 0
     assert "python/venv.md" in capsys.readouterr().out
-    assert main(["index", str(docs), "--model", str(model), "--index", str(tmp_path / "index")]) == 0
+    assert main(["index", str(docs), "--model", str(model), "--index", str(index)]) == 0
     assert "0 embedded" in capsys.readouterr().err
-    assert json.loads((tmp_path / "index" / "index.json").read_text())["model"] == model_identity(model)
-    record["model"] = f"{model.resolve()}#{'0' * 16}"  # other weights than these: refused
-    (tmp_path / "index" / "index.json").write_text(json.dumps(record))
-    assert main(["search", "virtual environment", "--model", str(model), "--index", str(tmp_path / "index")]) == 2
+    assert SearchIndex.load(index).model_name == model_identity(model) and not (index / "index.json").exists()
+    table["model"] = f"{model.resolve()}#{'0' * 16}"  # other weights than these: refused
+    shutil.rmtree(index)
+    index.mkdir()
+    (index / "index.json").write_text(json.dumps(table))
+    np.save(index / "embeddings.npy", current.embeddings)
+    assert main(["search", "virtual environment", "--model", str(model), "--index", str(index)]) == 2
     assert "mamba-retrieval index SOURCE --rebuild" in capsys.readouterr().err
 
 
