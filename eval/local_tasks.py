@@ -5,6 +5,7 @@ Layout (BEIR's): `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`
 scores its registered tasks; only the loading is local.
 """
 
+import logging
 from pathlib import Path
 
 from datasets import Dataset
@@ -15,6 +16,8 @@ from mteb.abstasks.task_metadata import TaskMetadata
 from mamba_retrieval.modeling.data_files import BEIR_FILES, read_corpus, read_qrels, read_queries
 from mamba_retrieval.modeling.file_hashes import files_hash
 from mamba_retrieval.modeling.safe_paths import path_component
+
+logger = logging.getLogger(__name__)
 
 
 def check_beir_folder(folder, splits=None):
@@ -59,6 +62,13 @@ def read_beir_split(folder, split):
         corpus["title"].append(title)
         corpus["text"].append(text)
     qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
+    known = set(corpus["id"])
+    dangling = sum(doc_id not in known for judged in qrels.values() for doc_id in judged)
+    if dangling:  # they count as relevant documents no system can find: every score is lower
+        logger.warning(
+            f"{folder / 'qrels' / f'{split}.tsv'}: {dangling} judgement(s) name documents that are not in "
+            f"{folder / 'corpus.jsonl'}; scores count them as relevant and unfindable."
+        )
     queries = {"id": [], "text": []}
     for query_id, text in read_queries(folder / "queries.jsonl"):
         if query_id in qrels:

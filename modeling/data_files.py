@@ -86,10 +86,13 @@ def read_qrels(path):
 
 def read_queries(path):
     """(id, text) of every query of a BEIR queries.jsonl (`_id`, `text`); a row without them is an error naming it."""
-    queries = []
+    queries, seen = [], {}
     for where, row in numbered_jsonl(path):
         if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
             raise ValueError(f"{where}: expected a JSON object with '_id' and a string 'text'.")
+        if str(row["_id"]) in seen:
+            raise ValueError(f"{where}: query id {str(row['_id'])!r} again (first at {seen[str(row['_id'])]}).")
+        seen[str(row["_id"])] = where
         queries.append((str(row["_id"]), row["text"]))
     return queries
 
@@ -102,11 +105,16 @@ def read_corpus(path):
         path = path / "corpus.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"Corpus {path} not found: give a JSONL file of documents or a BEIR folder.")
-    documents = []
+    documents, seen = [], {}
     for where, row in numbered_jsonl(path):
         doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
         if doc_id is None or not isinstance(row.get("text"), str):
             raise ValueError(f"{where}: expected a JSON object with '_id' (or 'id') and a string 'text'.")
+        if str(doc_id) in seen:  # two documents under one id: scores and index rows would be ambiguous
+            raise ValueError(
+                f"{where}: document id {str(doc_id)!r} again (first at {seen[str(doc_id)]}); ids must be unique."
+            )
+        seen[str(doc_id)] = where
         documents.append((str(doc_id), row.get("title") or "", row["text"]))
     if not documents:
         raise ValueError(f"{path} holds no documents.")

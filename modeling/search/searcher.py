@@ -46,6 +46,20 @@ def load_encoder(model, max_length=None):
     return encoder
 
 
+@functools.lru_cache(maxsize=4)
+def longest_token(tokenizer):
+    """The most characters one token of `tokenizer` stands for (512 in GPT-NeoX-20B: a run of spaces)."""
+    return max(len(tokenizer.convert_tokens_to_string([token])) for token in tokenizer.get_vocab())
+
+
+def usable_prefixes(texts, encoder):
+    """Each text cut to what the model's token limit can use: its first max_seq_length tokens lie within
+    max_seq_length * longest_token characters, so the embedding is the same, and a 50 MB file is not tokenized
+    whole (that took 6.7 GB) to keep 512 tokens of it."""
+    limit = encoder.max_seq_length * longest_token(encoder.tokenizer) if encoder.max_seq_length else None
+    return [text[:limit] if limit else text for text in texts]
+
+
 def build_or_update(source, index_dir, model, batch_size=8, max_length=None, rebuild=False):
     report = read_source(source)
     for path, reason in report.skipped:
@@ -55,6 +69,7 @@ def build_or_update(source, index_dir, model, batch_size=8, max_length=None, reb
     def encode(texts):
         nonlocal encoder
         encoder = encoder or load_encoder(model, max_length)
+        texts = usable_prefixes(texts, encoder)
         return encoder.encode_document(
             texts, batch_size=batch_size, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
         )

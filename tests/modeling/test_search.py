@@ -237,3 +237,16 @@ def test_indexing_a_folder_never_runs_its_git_config(tmp_path):
     assert [d.id for d in read_source(folder).documents] == ["notes.md"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["hostile"]  # nothing was touched
     assert sorted(path.name for path in folder.iterdir()) == [".git", ".gitignore", "build", "notes.md"]
+
+
+def test_a_huge_file_is_cut_to_what_the_model_can_read_with_the_same_embedding(tmp_path):
+    from mamba_retrieval.modeling.search.searcher import load_encoder, longest_token, usable_prefixes
+
+    model = tmp_path / "model"
+    write_tiny_folder(model, "mamba", max_seq_length=64)
+    encoder = load_encoder(str(model))
+    text = "Mamba reads long files. " * 120_000  # 2.9 MB
+    [prefix] = usable_prefixes([text], encoder)
+    assert len(prefix) == 64 * longest_token(encoder.tokenizer) < len(text)
+    whole, cut = encoder.encode_document([text, prefix], convert_to_numpy=True)
+    assert np.array_equal(whole, cut)
