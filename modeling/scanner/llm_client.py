@@ -270,8 +270,14 @@ class LLMClient:
             try:
                 self.stats.add(requests=1)
                 request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+                deadline = time.monotonic() + self.timeout  # for the whole answer: a socket timeout is per read
                 with _OPENER.open(request, timeout=self.timeout) as response:
-                    return response.read().decode("utf-8", errors="replace")
+                    chunks = []
+                    while chunk := response.read1(1 << 16):
+                        chunks.append(chunk)
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"the answer took longer than {self.timeout:g} s")
+                    return b"".join(chunks).decode("utf-8", errors="replace")
             except urllib.error.HTTPError as error:
                 detail = _error_message(error)
                 if error.code not in RETRY_STATUSES:

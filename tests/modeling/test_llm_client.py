@@ -185,3 +185,40 @@ def test_a_redirect_is_refused_and_the_key_goes_nowhere_else(tmp_path):
         other.shutdown()
     assert seen == [] and not completion.ok and "redirects are not followed" in completion.error
     assert not any((tmp_path / "cache").rglob("*.json"))  # nothing cached for the prompt
+
+
+def test_the_timeout_is_for_the_whole_answer_not_each_read(tmp_path):
+    """A server that trickles its answer a byte at a time held a 3 s timeout for 25 s."""
+    import http.server
+    import threading
+    import time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(chat_completion("slow")).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)  # a byte every 50 ms: never idle for a socket timeout
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = LLMClient(
+        "m", f"http://127.0.0.1:{server.server_address[1]}", api_key="k", cache_dir=tmp_path, timeout=1.0, max_retries=0
+    )
+    started = time.monotonic()
+    completion = client.complete("Q")
+    elapsed = time.monotonic() - started
+    server.shutdown()
+    assert not completion.ok and "took longer than 1 s" in completion.error
+    assert elapsed < 3, elapsed  # the whole answer would take about 10 s
