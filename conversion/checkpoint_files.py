@@ -1,6 +1,5 @@
 """Read the weights of a checkpoint folder: safetensors or PyTorch pickles, single file or sharded."""
 
-import json
 from pathlib import Path
 
 import torch
@@ -8,6 +7,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from mamba_retrieval.modeling.data_files import read_json_object
 from mamba_retrieval.modeling.safe_paths import inside
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -31,8 +31,10 @@ def weight_files(folder):
             return [folder / name]
     for name in INDEX_FILES:
         if (folder / name).is_file():
-            index = json.loads((folder / name).read_text())
-            return [inside(folder, shard, f"Shard of {name}") for shard in sorted(set(index["weight_map"].values()))]
+            weight_map = read_json_object(folder / name).get("weight_map")
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise ValueError(f"{folder / name} has no weight_map of key -> shard file name.")
+            return [inside(folder, shard, f"Shard of {name}") for shard in sorted(set(weight_map.values()))]
     raise FileNotFoundError(f"No weights in {folder}: expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}.")
 
 

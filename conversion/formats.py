@@ -5,7 +5,6 @@ format's explicit key map, not yet checked for completeness) and the files it re
 included, is `convert.FORMATS`.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -21,6 +20,7 @@ from mamba_retrieval.conversion.tevatron_format import (
 )
 from mamba_retrieval.conversion.transformers_lm import config_from_transformers, map_transformers_keys
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
+from mamba_retrieval.modeling.data_files import read_json_object
 
 
 @dataclass
@@ -37,10 +37,7 @@ def read_config(folder):
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}).") from error
+    return read_json_object(path)
 
 
 def tokenizer_file(folder):

@@ -103,6 +103,11 @@ def config_from_mamba_ssm(config_dict, eos_token_id=0):
             "Only plain MambaLMHeadModel checkpoints are supported."
         )
     c = {**MAMBA_CONFIG_DEFAULTS, **config_dict}
+    for name in ("d_model", "n_layer", "vocab_size", "pad_vocab_size_multiple"):
+        if not isinstance(c[name], int) or isinstance(c[name], bool) or c[name] < 1:
+            raise ValueError(f"config.json: {name} must be a whole number >= 1, got {c[name]!r}.")
+    if not isinstance(c["ssm_cfg"] or {}, dict):
+        raise ValueError(f"config.json: ssm_cfg must be an object, got {c['ssm_cfg']!r}.")
     if c["d_intermediate"]:
         raise ValueError(
             f"d_intermediate = {c['d_intermediate']}: checkpoints with MLP blocks after each mixer "

@@ -23,6 +23,7 @@ from mamba_retrieval.conversion.parity import REPORT_FILE
 from mamba_retrieval.conversion.spscanner_reference import TransformersScannerReference
 from mamba_retrieval.conversion.transformers_lm import COPIED_FIELDS
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaScannerConfig
+from mamba_retrieval.modeling.data_files import read_json_object
 from mamba_retrieval.modeling.dtypes import dtype_name, torch_dtype
 from mamba_retrieval.modeling.file_hashes import file_sha256
 from mamba_retrieval.modeling.hub_folder import check_output_dir, staged_folder, write_scanner_contents
@@ -52,7 +53,7 @@ def detect_spscanner(folder):
     config_path = Path(folder) / "config.json"
     if not config_path.is_file():
         return False
-    config_dict = json.loads(config_path.read_text())
+    config_dict = read_json_object(config_path)
     return is_spscanner_checkpoint(config_dict, set(weight_keys(folder))) if is_mamba_ssm_config(config_dict) else False
 
 
@@ -72,7 +73,7 @@ def load_spscanner_checkpoint(src):
             f"{src} has no config.json; expected an SPScanner checkpoint folder "
             "(mamba_ssm config.json + pytorch_model.bin)."
         )
-    config_dict = json.loads(config_path.read_text())
+    config_dict = read_json_object(config_path)
     state_dict = read_state_dict(src)
     if not is_spscanner_checkpoint(config_dict, state_dict):
         raise ValueError(

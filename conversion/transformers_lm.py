@@ -4,7 +4,6 @@
 `backbone.embedding.weight` and the language-model head, which a retriever does not use.
 """
 
-import json
 import math
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from mamba_retrieval.conversion.checkpoint_files import read_state_dict
 from mamba_retrieval.conversion.strict_loading import load_into_retriever
 from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
+from mamba_retrieval.modeling.data_files import read_json_object
 
 # transformers config field -> retriever config field, for fields copied as they are.
 _SHAPE = ("vocab_size", "hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel")
@@ -78,7 +78,7 @@ def load_transformers_lm(folder, eos_token_id=0):
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json; expected a transformers Mamba / Mamba-2 folder.")
-    hf_config = json.loads(config_path.read_text())
+    hf_config = read_json_object(config_path)
     config = config_from_transformers(hf_config, eos_token_id=eos_token_id)
     if eos_token_id >= config.vocab_size:
         raise ValueError(f"EOS id {eos_token_id} is beyond the {config.vocab_size} embedding rows.")

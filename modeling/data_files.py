@@ -48,10 +48,22 @@ def read_jsonl(path):
     return [row for _, row in numbered_jsonl(path)]
 
 
+def read_json_object(path):
+    """The JSON object in `path`; a file that is not one is an error naming the file."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object.")
+    return value
+
+
 def read_json_or_empty(path):
     """The JSON object in `path`, or {} when there is no such file (optional files of a Hub folder)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
 
 
 def write_jsonl(path, rows):

@@ -213,8 +213,14 @@ def update_index(index_dir, documents, model_name, encode_documents, rebuild=Fal
     `model_name`.
     """
     index_dir = Path(index_dir)
-    with writer_lock(index_dir):  # read, embed and save as one step: a concurrent run waits, then updates this one
-        return _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model)
+    new_folder = not index_dir.exists()
+    try:
+        with writer_lock(index_dir):  # read, embed and save as one step: a concurrent run waits, then updates this
+            return _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model)
+    except BaseException:
+        if new_folder and not has_index(index_dir):  # a first update that failed leaves no empty index folder
+            shutil.rmtree(index_dir, ignore_errors=True)
+        raise
 
 
 def _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from mamba_retrieval.modeling.file_hashes import weights_hash
+from mamba_retrieval.modeling.pretrained import SHIPPED_MODELS
 from mamba_retrieval.modeling.search.documents import read_source
 from mamba_retrieval.modeling.search.index import SearchIndex, update_index
 
@@ -40,7 +41,17 @@ def load_encoder(model, max_length=None):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(model, trust_remote_code=True, device=None if torch.cuda.is_available() else "cpu")
+    device = None if torch.cuda.is_available() else "cpu"
+    try:
+        encoder = SentenceTransformer(model, trust_remote_code=True, device=device)
+    except OSError as error:  # not a folder here, and the Hub could not provide it (offline, or no such id)
+        if Path(model).exists():
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"Cannot load --model {model!r}: it is no folder here, no shipped model ({', '.join(SHIPPED_MODELS)}), "
+            f"and the Hugging Face Hub did not provide it ({reason}). Pass a model folder or a shipped model's name."
+        ) from None
     if max_length:
         encoder.max_seq_length = max_length
     return encoder

@@ -306,3 +306,15 @@ def test_convert_never_writes_over_its_own_source_even_with_force(tmp_path, caps
         assert main(["convert", str(tmp_path / "src"), str(out), "--force"]) == 2
         assert "would destroy what is being read" in capsys.readouterr().err
     assert (tmp_path / "src" / "pytorch_model.bin").read_bytes() == weights and source
+
+
+def test_a_broken_config_is_a_one_line_error_naming_it(tmp_path, capsys):
+    write_mamba_ssm_folder(tmp_path / "src", "mamba")
+    config = json.loads((tmp_path / "src" / "config.json").read_text())
+    (tmp_path / "src" / "config.json").write_text(json.dumps({**config, "n_layer": "two"}))
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
+    assert "n_layer must be a whole number >= 1, got 'two'" in capsys.readouterr().err
+    (tmp_path / "src" / "config.json").write_text("{not json")
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'src' / 'config.json'} is not valid JSON" in capsys.readouterr().err
+    assert_nothing_written(tmp_path / "out")

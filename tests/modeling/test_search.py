@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -250,3 +251,18 @@ def test_a_huge_file_is_cut_to_what_the_model_can_read_with_the_same_embedding(t
     assert len(prefix) == 64 * longest_token(encoder.tokenizer) < len(text)
     whole, cut = encoder.encode_document([text, prefix], convert_to_numpy=True)
     assert np.array_equal(whole, cut)
+
+
+def test_a_model_that_is_nowhere_is_a_one_line_error(tmp_path):
+    docs = _docs(tmp_path)
+    command = [sys.executable, "-m", "mamba_retrieval.modeling.cli", "index", str(docs), "--model", "no-such-model"]
+    result = subprocess.run(
+        [*command, "--index", str(tmp_path / "index")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("mamba-retrieval index: error: Cannot load --model")
+    assert not (tmp_path / "index").exists()
