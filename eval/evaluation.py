@@ -16,9 +16,15 @@ def pending_tasks(tasks, meta, cache):
     A file computed on other data (another dataset revision) is neither resumed nor silently replaced."""
     pending = []
     for task in tasks:
-        existing = cache.load_task_result(task.metadata.name, meta)
+        path = cache.get_task_result_path(task.metadata.name, meta)
+        try:
+            existing = cache.load_task_result(task.metadata.name, meta)
+        except ValueError as error:  # an empty or cut file (a run killed while mteb wrote it); pydantic's too
+            raise ValueError(
+                f"{path} is not a readable result file ({type(error).__name__}); delete it and rerun to redo "
+                f"{task.metadata.name}."
+            ) from None
         if existing is not None and existing.dataset_revision != task.metadata.revision:
-            path = cache.get_task_result_path(task.metadata.name, meta)
             raise FileExistsError(
                 f"{path} holds results on dataset revision {existing.dataset_revision}, but "
                 f"{task.metadata.name} is now revision {task.metadata.revision} (its data "

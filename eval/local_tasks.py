@@ -74,6 +74,11 @@ def read_beir_split(folder, split):
         if query_id in qrels:
             queries["id"].append(query_id)
             queries["text"].append(text)
+    if not queries["id"]:
+        raise ValueError(
+            f"{folder / 'queries.jsonl'} has no query that {folder / 'qrels' / f'{split}.tsv'} judges: "
+            "nothing to score."
+        )
     return RetrievalSplitData(
         corpus=Dataset.from_dict(corpus), queries=Dataset.from_dict(queries), relevant_docs=qrels, top_ranked=None
     )

@@ -33,8 +33,12 @@ def numbered_jsonl(path):
     an error naming it. The location is for the caller's own errors about the object."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    with opener(path, "rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number} is not UTF-8 text ({error.reason} at byte {error.start}).") from None
             if not line.strip():
                 continue
             try:

@@ -123,6 +123,9 @@ def test_resume_skips_finished_tasks_and_runs_only_new_ones(workspace, tmp_path)
     assert [score.task for score in scores] == ["scifact-slice", "scifact-slice-2"]
     # Same data under another name: the same model scores it the same.
     assert scores[0].value == scores[1].value
+    (folder / "scifact-slice-2.json").write_text('{"dataset_revision": ')  # a run killed while mteb wrote it
+    with pytest.raises(ValueError, match=r"scifact-slice-2.json is not a readable result file .*delete it"):
+        evaluate(str(workspace["model"]), beir_dirs=[second], output=workspace["output"], show_progress_bar=False)
     (folder / "scifact-slice-2.json").unlink()
 
 

@@ -67,3 +67,15 @@ def test_duplicate_document_ids_are_refused_and_dangling_qrels_counted(tmp_path,
         read_beir_split(tmp_path / "duplicates", "test")
     assert main(["index", str(tmp_path / "duplicates"), "--index", str(tmp_path / "index")]) == 2
     assert "document id 'd1' again" in capsys.readouterr().err and not (tmp_path / "index").exists()
+
+
+def test_unreadable_data_and_result_files_are_named(tmp_path):
+    from mamba_retrieval.eval.local_tasks import read_beir_split
+
+    write_beir(tmp_path / "latin1", [{"_id": "d1", "text": "one"}], ["d1"])
+    (tmp_path / "latin1" / "corpus.jsonl").write_bytes('{"_id": "d1", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"corpus.jsonl:1 is not UTF-8 text"):
+        read_beir_split(tmp_path / "latin1", "test")
+    write_beir(tmp_path / "unjudged", [{"_id": "d1", "text": "one"}], [])
+    with pytest.raises(ValueError, match=r"queries.jsonl has no query that .*test.tsv judges"):
+        read_beir_split(tmp_path / "unjudged", "test")
