@@ -59,15 +59,21 @@ def evaluate(
     for task in task_objects:
         log(f"{task.metadata.name}: {'to run' if task in pending else 'done already (result file found), skipped'}")
     if pending:
-        mteb.evaluate(
-            meta,
-            pending,
-            cache=cache,
-            overwrite_strategy="only-missing",
-            raise_error=True,
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
-            show_progress_bar=show_progress_bar,
-        )
+        try:
+            mteb.evaluate(
+                meta,
+                pending,
+                cache=cache,
+                overwrite_strategy="only-missing",
+                raise_error=True,
+                encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
+                show_progress_bar=show_progress_bar,
+            )
+        except ConnectionError as error:  # a Hub task's data, offline or unreachable: the user's setup, not a bug
+            raise ValueError(
+                f"{error}. The task's data could not be downloaded: run where the Hugging Face Hub is reachable, or "
+                "evaluate a local BEIR-layout copy with --beir-dir FOLDER."
+            ) from None
     folder = results_folder(output, meta)
     scores = []
     for task in task_objects:

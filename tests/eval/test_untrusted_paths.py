@@ -79,3 +79,17 @@ def test_unreadable_data_and_result_files_are_named(tmp_path):
     write_beir(tmp_path / "unjudged", [{"_id": "d1", "text": "one"}], [])
     with pytest.raises(ValueError, match=r"queries.jsonl has no query that .*test.tsv judges"):
         read_beir_split(tmp_path / "unjudged", "test")
+
+
+def test_a_hub_task_offline_is_a_one_line_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "mamba_retrieval.modeling.cli", "eval", "bm25", "--tasks", "SciFact"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(
+        [*command, "--output", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "could not be downloaded" in result.stderr and "--beir-dir" in result.stderr
