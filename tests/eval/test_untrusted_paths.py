@@ -93,3 +93,25 @@ def test_a_hub_task_offline_is_a_one_line_error(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "could not be downloaded" in result.stderr and "--beir-dir" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "corpus, qrels_line, error",
+    [
+        (
+            '{"_id": "d1", "text": null}',
+            "q1\td1\t1",
+            r"corpus.jsonl:1: expected a JSON object with '_id' .* string 'text'",
+        ),
+        ('{"_id": "d1", "text": "one"}', "q1\td1\t0.5", r"test.tsv:2: expected 'query-id<TAB>corpus-id<TAB>score'"),
+        ("", "q1\td1\t1", r"corpus.jsonl holds no documents"),
+    ],
+)
+def test_corpus_and_qrels_errors_name_the_file_and_line(tmp_path, corpus, qrels_line, error):
+    from mamba_retrieval.eval.local_tasks import read_beir_split
+
+    write_beir(tmp_path / "beir", [], [])
+    (tmp_path / "beir" / "corpus.jsonl").write_text(corpus + "\n")
+    (tmp_path / "beir" / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\n{qrels_line}\n")
+    with pytest.raises(ValueError, match=error):
+        read_beir_split(tmp_path / "beir", "test")
