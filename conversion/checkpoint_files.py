@@ -8,11 +8,11 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from mamba_retrieval.modeling.data_files import read_json_object
+from mamba_retrieval.modeling.file_hashes import LARGE  # reading shows a progress bar from the same size
 from mamba_retrieval.modeling.safe_paths import inside
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-LARGE = 1 << 28  # bytes from which reading shows a progress bar
 
 
 class CheckpointKeyError(ValueError, KeyError):

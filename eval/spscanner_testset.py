@@ -14,6 +14,7 @@ import pickle
 import sys
 from pathlib import Path
 
+from mamba_retrieval.modeling.data_files import atomic_file
 from mamba_retrieval.modeling.scanner.sentence_scanner import score_document
 
 FIELDS = ("input_ids", "question", "sentence_indices")
@@ -129,8 +130,8 @@ def score_testset(scanner, data, window_size=None, log=None):
 def write_logits(logits, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix in (".pickle", ".pkl"):
-        with open(path, "wb") as handle:
+    with atomic_file(path, "wb") as handle:
+        if path.suffix in PICKLE_SUFFIXES:
             pickle.dump(logits, handle)
-    else:
-        path.write_text(json.dumps(as_json_data(logits)))
+        else:
+            handle.write(json.dumps(as_json_data(logits)).encode())

@@ -6,9 +6,11 @@ variable MAMBA_RETRIEVAL_DATA, else `../shared/data` from the current folder (th
 the package is installed.
 """
 
+import contextlib
 import gzip
 import json
 import os
+import tempfile
 from pathlib import Path
 
 DATA_ENV = "MAMBA_RETRIEVAL_DATA"
@@ -70,14 +72,34 @@ def read_json_or_empty(path):
     return read_json_object(path) if path.is_file() else {}
 
 
-def write_jsonl(path, rows):
-    """Write `rows` as JSONL atomically: a temporary file beside `path`, swapped in when complete."""
+@contextlib.contextmanager
+def atomic_file(path, mode="w"):
+    """A file handle whose contents become `path` only when the block completes: written to a temporary file beside
+    it, flushed to disk, then renamed over it (the rename made durable too). On error, `path` is untouched."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with open(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_jsonl(path, rows):
+    """Write `rows` as JSONL, all or nothing."""
+    with atomic_file(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
 
 
 def document_text(title, text):

@@ -13,10 +13,11 @@ from tqdm.auto import tqdm
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "config.json")
 BLOCK = 1 << 22
-LARGE = 1 << 28  # bytes from which hashing one file shows a progress bar
+LARGE = 1 << 28  # bytes from which hashing (or reading, conversion.checkpoint_files) shows a progress bar
 
 
-def _update(digest, path):
+def update_digest(digest, path):
+    """Feed a file's bytes to `digest` block by block (a progress bar for large files)."""
     size = Path(path).stat().st_size
     with (
         open(path, "rb") as handle,
@@ -30,7 +31,7 @@ def _update(digest, path):
 
 def file_sha256(path):
     """Hex SHA-256 of one file (a progress bar for large ones)."""
-    return _update(hashlib.sha256(), path).hexdigest()
+    return update_digest(hashlib.sha256(), path).hexdigest()
 
 
 def files_hash(paths, root=None):
@@ -39,7 +40,7 @@ def files_hash(paths, root=None):
     for path in paths:
         name = Path(path).relative_to(root).as_posix() if root is not None else Path(path).name
         digest.update(name.encode())
-        _update(digest, path)
+        update_digest(digest, path)
     return "sha256-" + digest.hexdigest()[:16]
 
 

@@ -15,8 +15,13 @@ def path_component(value, what):
 def model_name_components(name, what="--model-name"):
     """An `org/name` (or `name`) model name, each part a safe path component."""
     parts = str(name).split("/")
-    if len(parts) > 2 or any(part in ("", ".", "..") or "\\" in part or "\0" in part for part in parts):
-        raise ValueError(f"{what} {name!r} must be org/name or name, each part a plain file or folder name.")
+    try:
+        if len(parts) > 2:
+            raise ValueError
+        for part in parts:
+            path_component(part, what)
+    except ValueError:
+        raise ValueError(f"{what} {name!r} must be org/name or name, each part a plain file or folder name.") from None
     return name
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from mamba_retrieval.modeling.data_files import atomic_file
 from mamba_retrieval.modeling.hub_folder import REMOTE_CODE_FILES, check_output_dir, staged_folder
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, PRETRAINED_DIR
 
@@ -50,8 +51,7 @@ def refresh_remote_code(folder=None):
     for source in REMOTE_CODE_FILES:
         target = folder / source.name
         if not target.is_file() or target.read_bytes() != source.read_bytes():
-            staging = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(source, staging)
-            staging.replace(target)
+            with atomic_file(target, "wb") as handle:
+                handle.write(source.read_bytes())
             changed.append(target)
     return changed

@@ -1,10 +1,10 @@
 """`mamba-retrieval testset-to-json PICKLE OUT`: a published SPScanner test set or logits pickle, once, as JSON."""
 
 import json
-import os
 from pathlib import Path
 
-from mamba_retrieval.eval.spscanner_testset import as_json_data, read_published
+from mamba_retrieval.eval.spscanner_testset import PICKLE_SUFFIXES, as_json_data, read_published
+from mamba_retrieval.modeling.data_files import atomic_file
 
 
 def register(subparsers):
@@ -25,10 +25,9 @@ def run(args):
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; choose another path or pass --force.")
-    if Path(args.pickle).suffix not in (".pickle", ".pkl"):
+    if Path(args.pickle).suffix not in PICKLE_SUFFIXES:
         raise ValueError(f"{args.pickle} is not a pickle (.pickle or .pkl); JSON files need no conversion.")
     data = as_json_data(read_published(args.pickle, "Pickle"))
-    staging = out.with_name(f".{out.name}.partial")
-    staging.write_text(json.dumps(data, ensure_ascii=False))
-    os.replace(staging, out)  # all or nothing
+    with atomic_file(out) as handle:
+        handle.write(json.dumps(data, ensure_ascii=False))
     print(f"wrote {out}: {sum(len(v) for v in data.values() if isinstance(v, dict))} datapoints")

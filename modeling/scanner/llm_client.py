@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mamba_retrieval.modeling.data_files import atomic_file
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
@@ -201,11 +203,8 @@ class LLMClient:
             return
         path = self._cache_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-        staging.write_text(
-            json.dumps({"request": body, "response": json.loads(response_text)}, ensure_ascii=False), encoding="utf-8"
-        )
-        os.replace(staging, path)  # atomic: a crash never leaves half a cache entry
+        with atomic_file(path) as handle:  # a crash never leaves half a cache entry
+            handle.write(json.dumps({"request": body, "response": json.loads(response_text)}, ensure_ascii=False))
 
     def complete(self, prompt):
         """One prompt -> `Completion` (never raises for endpoint errors; they are in `Completion.error`)."""

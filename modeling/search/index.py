@@ -14,13 +14,14 @@ dimension, broken JSON) is refused with the file's name and `--rebuild`, never s
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from mamba_retrieval.modeling.data_files import atomic_file
+from mamba_retrieval.modeling.safe_paths import path_component
 
 INDEX_FILE, EMBEDDINGS_FILE, CURRENT_FILE, LOCK_FILE = "index.json", "embeddings.npy", "CURRENT", ".lock"
 FAISS_MIN_DOCUMENTS = 50_000  # below this an exact numpy search is as fast as faiss
@@ -114,16 +115,21 @@ class SearchIndex:
         version = folder / f"v-{uuid.uuid4().hex[:12]}"
         version.mkdir()
         try:
-            _durable_write(version / EMBEDDINGS_FILE, lambda f: np.save(f, embeddings, allow_pickle=False))
+            with atomic_file(version / EMBEDDINGS_FILE, "wb") as f:
+                np.save(f, embeddings, allow_pickle=False)
             meta["embeddings_bytes"] = (version / EMBEDDINGS_FILE).stat().st_size  # a cut or extended file differs
-            _durable_write(version / INDEX_FILE, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-            _durable_write(folder / CURRENT_FILE, lambda f: f.write(version.name.encode()))  # the one switch
+            with atomic_file(version / INDEX_FILE, "wb") as f:
+                f.write(json.dumps(meta, indent=1).encode())
+            with atomic_file(folder / CURRENT_FILE, "wb") as f:  # the one switch
+                f.write(version.name.encode())
         except BaseException:
             shutil.rmtree(version, ignore_errors=True)
             raise
         for old in folder.glob("v-*"):  # versions no reader is sent to any more, and what killed writers left
             if old.name != version.name:
                 shutil.rmtree(old, ignore_errors=True)
+        for stale in folder.glob(f".{CURRENT_FILE}.*.partial"):  # a pointer a killed writer did not finish
+            stale.unlink(missing_ok=True)
         for legacy in (INDEX_FILE, EMBEDDINGS_FILE):  # format 1 kept them in the folder itself
             with contextlib.suppress(FileNotFoundError):
                 (folder / legacy).unlink()
@@ -158,29 +164,12 @@ def _current_version(folder):
     if not pointer.is_file():
         return folder
     name = pointer.read_text(encoding="utf-8").strip()
-    if not name.startswith("v-") or any(character in name for character in "/\\\0"):
-        raise ValueError(f"The index at {folder} is damaged: {pointer} names {name!r}; {REBUILD}.")
-    return folder / name
-
-
-def _durable_write(path, write):
-    """Write `path` through a temporary file that is flushed to disk and then renamed over it."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
+        if not name.startswith("v-"):
+            raise ValueError
+        return folder / path_component(name, "version")
+    except ValueError:
+        raise ValueError(f"The index at {folder} is damaged: {pointer} names {name!r}; {REBUILD}.") from None
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from mamba_retrieval.modeling.file_hashes import weights_hash
+from mamba_retrieval.modeling.file_hashes import update_digest, weights_hash
 from mamba_retrieval.modeling.pretrained import SHIPPED_MODELS
 from mamba_retrieval.modeling.search.documents import read_source
 from mamba_retrieval.modeling.search.index import SearchIndex, update_index
@@ -19,20 +19,18 @@ def model_identity(model):
     return f"{folder.resolve()}#{weights_hash(folder)}"
 
 
-def names_model(stored, model):
-    """True when an index's stored model identity is `model`'s. Indexes written before identities used
-    file_hashes.weights_hash stored `path#<16 hex of the top-level weight files' bytes>`: they still match (and are
-    saved under the current identity at their next update)."""
-    if stored == model_identity(model):
+def names_model(stored, model, identity):
+    """True when an index's stored model identity is `model`'s (`identity`, its model_identity). Indexes written
+    before identities used file_hashes.weights_hash stored `path#<16 hex of the top-level weight files' bytes>`: they
+    still match (and are saved under the current identity at their next update)."""
+    if stored == identity:
         return True
     folder = Path(model)
     if not folder.is_dir() or not stored.startswith(f"{folder.resolve()}#") or "#sha256-" in stored:
         return False
     digest = hashlib.sha256()
     for weights in sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin")):
-        with open(weights, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 (read at once, in the loop)
-                digest.update(block)
+        update_digest(digest, weights)
     return stored == f"{folder.resolve()}#{digest.hexdigest()[:16]}"
 
 
@@ -85,13 +83,14 @@ def build_or_update(source, index_dir, model, batch_size=8, max_length=None, reb
             texts, batch_size=batch_size, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
         )
 
+    identity = model_identity(model)  # hashes the weights: once per run
     index, counts = update_index(
         index_dir,
         report.documents,
-        model_identity(model),
+        identity,
         encode,
         rebuild=rebuild,
-        names_model=lambda stored: names_model(stored, model),
+        names_model=lambda stored: names_model(stored, model, identity),
     )
     print(
         f"index {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} unchanged, "
@@ -103,7 +102,7 @@ def build_or_update(source, index_dir, model, batch_size=8, max_length=None, reb
 
 def search(query, index_dir, model, k=10):
     index = SearchIndex.load(index_dir)
-    if not names_model(index.model_name, model):
+    if not names_model(index.model_name, model, model_identity(model)):
         raise ValueError(
             f"The index at {index_dir} was built with {index.model_name!r}; search it with the same "
             "--model, or rebuild it with `mamba-retrieval index SOURCE --rebuild`."
