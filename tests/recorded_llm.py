@@ -6,7 +6,7 @@ in the endpoint's own format:
     {"request": {"model": ..., "messages": [...], ...},
      "replies": [{"status": 200, "body": {...chat.completion...}},          # JSON body
                  {"status": 200, "body_text": "not JSON"},                  # a raw body
-                 {"status": 429, "headers": {"Retry-After": "0"}, "body": {"error": {...}}, "delay": 0.5}]}
+                 {"status": 429, "headers": {"retry-after-ms": "10"}, "body": {"error": {...}}, "delay": 0.5}]}
 
 The n-th request with the same messages gets the n-th reply (the last one repeats), so retries can be recorded. A
 request with no recorded exchange gets a 404 in the API's error format and is kept in `unmatched`, so a test can

@@ -1,9 +1,10 @@
-"""A small client for any OpenAI-compatible chat-completions endpoint, with a disk cache.
+"""A client for any OpenAI-compatible chat-completions endpoint, on the official `openai` package, with a disk cache.
 
 Settings come from arguments or the environment: `OPENAI_BASE_URL` (default https://api.openai.com/v1),
 `OPENAI_API_KEY` and `OPENAI_MODEL`. `complete_many(prompts)` sends one user message per prompt, `concurrency` at a
-time, each with a `timeout`, retrying rate limits (429), server errors (5xx), timeouts and dropped connections with
-exponential back-off (honouring `Retry-After`). Other client errors (401, 400, ...) are not retried.
+time. `openai` does the rest of the transport: per-request timeouts, and retries of rate limits (429), server errors
+(5xx), timeouts and dropped connections with exponential back-off (0.5 s to 8 s, or the server's `Retry-After`).
+Other client errors (401, 400, ...) are not retried.
 
 Every successful response is stored in `cache_dir` under the SHA-256 of the request body (model, messages and
 sampling settings; never the key or the URL), so a rerun of the same requests is answered from disk: it costs nothing,
@@ -15,22 +16,17 @@ and output tokens), because prices change and differ between endpoints.
 """
 
 import hashlib
-import http.client
 import json
 import os
-import random
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mamba_retrieval.modeling.data_files import atomic_file
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
 @dataclass
@@ -72,20 +68,7 @@ class UsageStats:
                 setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self, price_input=None, price_output=None):
-        counts = {
-            name: getattr(self, name)
-            for name in (
-                "requests",
-                "cache_hits",
-                "retries",
-                "failures",
-                "malformed",
-                "prompt_tokens",
-                "completion_tokens",
-                "cached_prompt_tokens",
-                "cached_completion_tokens",
-            )
-        }
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "lock"}
         counts["cost_usd"] = (
             None
             if price_input is None or price_output is None
@@ -99,7 +82,8 @@ class LLMError(RuntimeError):
 
 
 def parse_chat_completion(body):
-    """(text, finish_reason, prompt_tokens, completion_tokens) from a chat-completion body; ValueError if malformed."""
+    """(text, finish_reason, prompt_tokens, completion_tokens) from a chat-completion body; ValueError if malformed.
+    `openai`'s own parsing accepts a body without choices or with null content, which is no answer to cache."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -135,26 +119,37 @@ class LLMClient:
         concurrency=8,
         timeout=240.0,
         max_retries=5,
-        backoff=2.0,
-        max_backoff=60.0,
         temperature=0.0,
         max_tokens=2000,
         price_input=None,
         price_output=None,
     ):
+        import openai  # here, not at the top: `synth --help` and `answer --help` need not wait for it (0.6 s)
+
         self.model = model or os.environ.get("OPENAI_MODEL")
         if not self.model:
             raise ValueError("No LLM model given: pass --llm-model (or model=) or set OPENAI_MODEL.")
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"The LLM base URL {self.base_url!r} does not start with http:// or https://.")
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.cache_dir = Path(cache_dir) if cache_dir else None
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
             raise ValueError("concurrency must be >= 1, max_retries >= 0 and timeout > 0.")
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
-        self.backoff, self.max_backoff = backoff, max_backoff
         self.temperature, self.max_tokens = temperature, max_tokens
         self.price_input, self.price_output = price_input, price_output
         self.stats = UsageStats()
+        self._attempt = threading.local()  # this thread's attempts at its current prompt, and when the last was sent
+        self._openai = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key or "none",  # openai refuses to start without one; `_sent` drops it (see there)
+            max_retries=max_retries,
+            timeout=timeout,
+            # openai's default client follows redirects, with the Authorization header, to any origin. A
+            # chat-completions endpoint does not redirect: the request fails, and the key goes nowhere else.
+            http_client=openai.DefaultHttpxClient(follow_redirects=False, event_hooks={"request": [self._sent]}),
+        )
 
     def with_model(self, model, price_input=None, price_output=None):
         """A client with the same endpoint, settings and cache for another model (its own counts and prices: the
@@ -167,8 +162,6 @@ class LLMClient:
             concurrency=self.concurrency,
             timeout=self.timeout,
             max_retries=self.max_retries,
-            backoff=self.backoff,
-            max_backoff=self.max_backoff,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             price_input=price_input,
@@ -225,7 +218,7 @@ class LLMClient:
                 finish_reason=finish,
             )
         try:
-            response_text = self._post_with_retries(body)
+            response_text = self._post(body)
         except LLMError as error:
             self.stats.add(failures=1)
             return Completion(prompt, error=str(error))
@@ -258,69 +251,54 @@ class LLMClient:
             list(pool.map(work, range(len(prompts))))
         return results
 
-    def _post_with_retries(self, body):
-        data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+    def _sent(self, request):
+        """httpx's hook for every request openai sends, retries included (called in the sending thread)."""
+        if not self.api_key:  # a local server (vLLM, llama.cpp, Ollama) needs no key: send no Authorization at all
+            request.headers.pop("Authorization", None)
+        self._attempt.count += 1
+        self._attempt.sent_at = time.monotonic()
+        self.stats.add(requests=1, retries=int(self._attempt.count > 1))
+
+    def _post(self, body):
+        """The raw body of the answer to `body` (raw: a malformed one is reported, not cached); LLMError if none."""
+        import openai
+
+        self._attempt.count = 0
         url = f"{self.base_url}/chat/completions"
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                self.stats.add(requests=1)
-                request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-                deadline = time.monotonic() + self.timeout  # for the whole answer: a socket timeout is per read
-                with _OPENER.open(request, timeout=self.timeout) as response:
-                    chunks = []
-                    while chunk := response.read1(1 << 16):
-                        chunks.append(chunk)
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(f"the answer took longer than {self.timeout:g} s")
-                    return b"".join(chunks).decode("utf-8", errors="replace")
-            except urllib.error.HTTPError as error:
-                detail = _error_message(error)
-                if error.code not in RETRY_STATUSES:
-                    raise LLMError(f"HTTP {error.code} from {url}: {detail}") from None
-                retry_after = _retry_after_seconds(error.headers.get("Retry-After"))
-                problem = f"HTTP {error.code}: {detail}"
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as error:  # timeouts, resets
-                problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
-            if attempt == self.max_retries:
-                raise LLMError(f"{problem} (gave up after {self.max_retries + 1} attempts to {url})")
-            self.stats.add(retries=1)
-            delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
-            time.sleep(max(delay, retry_after or 0.0))
-        raise AssertionError("unreachable")
+        try:
+            with self._openai.chat.completions.with_streaming_response.create(**body) as response:
+                return self._read_body(response, url)
+        except openai.APIStatusError as error:
+            if error.response.is_redirect:
+                raise LLMError(
+                    f"{url} answered {error.status_code} with a redirect to {error.response.headers.get('location')}; "
+                    "redirects are not followed (the API key would go with them): set --llm-base-url to the address "
+                    "that answers."
+                ) from None
+            detail = error.body.get("message") if isinstance(error.body, dict) else None
+            problem = f"HTTP {error.status_code} from {url}: {detail or error.response.reason_phrase}"
+        except openai.APITimeoutError:
+            problem = f"no answer from {url} within {self.timeout:g} s"
+        except openai.APIConnectionError as error:
+            problem = f"cannot reach {url}: {error.__cause__ or error}"
+        attempts = self._attempt.count
+        raise LLMError(problem + (f" (gave up after {attempts} attempts)" if attempts > 1 else ""))
+
+    def _read_body(self, response, url):
+        """The body, read here rather than by openai so that the timeout holds for the whole answer: httpx's holds for
+        each read, and a server trickling its answer a byte at a time would never time out. openai has retried
+        until the headers came; a body that breaks off or comes too slowly is one failure (a rerun asks again)."""
+        chunks, deadline = [], self._attempt.sent_at + self.timeout
+        try:
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    break
+            else:
+                return b"".join(chunks).decode("utf-8", errors="replace")
+        except Exception as error:  # httpx's read errors (httpx or httpx2, by openai version: no one class to name)
+            raise LLMError(f"the answer from {url} broke off ({type(error).__name__}: {error})") from None
+        raise LLMError(f"the answer from {url} took longer than {self.timeout:g} s")
 
     def usage(self):
         return self.stats.as_dict(self.price_input, self.price_output)
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a redirect with the Authorization header (to any origin) and as a GET without the body,
-    then return the answer to that other request as the answer to the prompt. A chat-completions endpoint does not
-    redirect: the request fails instead, and the key goes nowhere the user did not point it."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise LLMError(
-            f"{req.full_url} answered {code} with a redirect to {newurl}; redirects are not followed (the API key "
-            "would go with them): set --llm-base-url to the address that answers."
-        )
-
-
-_OPENER = urllib.request.build_opener(_RefuseRedirects)
-
-
-def _error_message(error):
-    try:
-        payload = json.loads(error.read().decode("utf-8", errors="replace"))
-        return payload["error"]["message"]
-    except Exception:  # the body of an error need not be JSON
-        return error.reason
-
-
-def _retry_after_seconds(value):
-    try:
-        return min(float(value), 300.0) if value else None
-    except ValueError:
-        return None

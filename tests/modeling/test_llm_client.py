@@ -1,6 +1,7 @@
 """The LLM client against a real local HTTP server that replays recorded chat-completion exchanges."""
 
 import json
+import time
 
 import pytest
 from recorded_llm import EXCHANGES, RecordedEndpoint, chat_completion, message_key
@@ -11,9 +12,7 @@ CLIENT_EXCHANGES = EXCHANGES / "client"
 
 
 def make_client(endpoint, tmp_path=None, **overrides):
-    settings = dict(
-        api_key="sk-test", cache_dir=tmp_path / "cache" if tmp_path else None, backoff=0.01, max_retries=3, timeout=10
-    )
+    settings = dict(api_key="sk-test", cache_dir=tmp_path / "cache" if tmp_path else None, max_retries=3, timeout=10)
     return LLMClient("recorded-model", endpoint.base_url, **{**settings, **overrides})
 
 
@@ -54,9 +53,13 @@ def test_another_model_has_its_own_prices_and_counts(tmp_path):
 def test_rate_limit_and_server_error_are_retried():
     with RecordedEndpoint(CLIENT_EXCHANGES) as endpoint:
         client = make_client(endpoint)
+        started = time.monotonic()
         completion = client.complete("Name a prime number between 10 and 15.")
+        elapsed = time.monotonic() - started
     assert completion.text == "11"
     assert len(endpoint.requests) == 3 and client.usage()["retries"] == 2
+    # each reply asked for 10 ms (retry-after-ms); openai's own back-off would wait at least 0.375 + 0.75 s
+    assert elapsed < 1.0, elapsed
 
 
 def test_retries_run_out():
@@ -134,6 +137,21 @@ def test_concurrency_is_bounded_and_order_kept():
     assert 2 <= endpoint.max_in_flight <= 3
 
 
+def test_without_a_key_no_authorization_header_is_sent(monkeypatch):
+    """A local server (vLLM, llama.cpp, Ollama) needs no key; openai itself refuses to start without one."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with RecordedEndpoint(CLIENT_EXCHANGES) as endpoint:
+        completion = LLMClient("recorded-model", endpoint.base_url).complete(
+            "What is the capital of France? Answer in one word."
+        )
+    assert completion.text == "Paris." and endpoint.requests[0]["authorization"] is None
+
+
+def test_a_base_url_without_http_is_refused():
+    with pytest.raises(ValueError, match="does not start with http"):
+        LLMClient("m", "localhost:8000/v1")
+
+
 def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_MODEL", "env-model")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1234/v1/")
@@ -151,8 +169,8 @@ def test_parse_chat_completion_rejects_error_bodies():
 
 
 def test_a_redirect_is_refused_and_the_key_goes_nowhere_else(tmp_path):
-    """An endpoint answering 302 to another origin: urllib followed it with `Authorization: Bearer <key>` as a GET
-    and cached the answer to that empty request as the answer to the prompt."""
+    """An endpoint answering 302 to another origin: urllib (and openai's default httpx client) followed it with
+    `Authorization: Bearer <key>` and cached the answer to that other request as the answer to the prompt."""
     import http.server
     import threading
 
@@ -191,7 +209,6 @@ def test_the_timeout_is_for_the_whole_answer_not_each_read(tmp_path):
     """A server that trickles its answer a byte at a time held a 3 s timeout for 25 s."""
     import http.server
     import threading
-    import time
 
     class Trickle(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
@@ -222,3 +239,28 @@ def test_the_timeout_is_for_the_whole_answer_not_each_read(tmp_path):
     server.shutdown()
     assert not completion.ok and "took longer than 1 s" in completion.error
     assert elapsed < 3, elapsed  # the whole answer would take about 10 s
+
+
+def test_an_answer_that_breaks_off_is_a_failure_not_a_crash(tmp_path):
+    """The body is read outside openai's retries (for the whole-answer timeout): its read errors are failures too."""
+    import http.server
+    import threading
+
+    class BreaksOff(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"id": "chatcmpl-')  # then the connection closes
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BreaksOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = LLMClient("m", f"http://127.0.0.1:{server.server_address[1]}", api_key="k", cache_dir=tmp_path)
+    completions = client.complete_many(["Q"])
+    server.shutdown()
+    assert not completions[0].ok and "broke off" in completions[0].error
+    assert client.usage()["failures"] == 1 and not any(tmp_path.rglob("*.json"))
