@@ -11,8 +11,17 @@ from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrieva
 from mamba_retrieval.modeling.dtypes import torch_dtype
 from mamba_retrieval.modeling.hub_folder import check_output_dir, write_hub_folder
 from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
-from mamba_retrieval.modeling.sizes import NAMED_SIZES, random_model
+from mamba_retrieval.modeling.sizes import NAMED_SIZES
 from mamba_retrieval.modeling.tokenizer import ENDOFTEXT, VENDORED_TOKENIZER, build_tokenizer, check_eos_fits
+
+
+def random_model(name, seed=0, eos_token_id=0):
+    """A randomly initialised retriever of a named size (see NAMED_SIZES)."""
+    if name not in NAMED_SIZES:
+        raise ValueError(f"Unknown size {name!r}; choose one of {', '.join(NAMED_SIZES)}, or pass a folder.")
+    config = MambaRetrievalConfig(**NAMED_SIZES[name], eos_token_id=eos_token_id)
+    torch.manual_seed(seed)
+    return MambaForRetrieval(config).eval()
 
 
 def load_base(base, seed=0, eos_token_id=0):

@@ -1,6 +1,7 @@
 """`mamba-retrieval convert SRC OUT`: a research or base checkpoint -> a Hub folder, strict and verified.
 
-`FORMATS` is the one table of source formats and the one dispatch: name -> (detect, convert, describe, description).
+`FORMATS` is the one dispatch over source formats: name -> (detect, convert, describe); their names and descriptions
+are `format_names.FORMAT_DESCRIPTIONS`.
 Detection tries the entries in order; `--format` picks one directly. Every converter checks OUT first, reads SRC by
 its format's explicit key map (failing on any missing or unexpected key), writes the folder into a staging folder,
 reloads it from there and compares it with an independent reference on the source weights (transformers' MambaModel
@@ -19,6 +20,7 @@ import torch
 import transformers
 
 from mamba_retrieval.conversion import spscanner
+from mamba_retrieval.conversion.format_names import FORMAT_DESCRIPTIONS
 from mamba_retrieval.conversion.formats import (
     detect_mamba_ssm,
     detect_tevatron,
@@ -52,7 +54,6 @@ class Format:
     detect: Callable[[Path], bool]
     convert: Callable  # (src, out_dir, *, dtype, force, eos_token, prompts, max_seq_length) -> report
     describe: Callable  # report -> the lines `convert` prints
-    description: str
     read: Optional[Callable] = None  # retriever formats: folder -> formats.Source
 
 
@@ -80,7 +81,7 @@ def detect_format(folder):
     for name, fmt in FORMATS.items():
         if fmt.detect(folder):
             return name
-    known = "; ".join(f"{name}: {fmt.description}" for name, fmt in FORMATS.items())
+    known = "; ".join(f"{name}: {FORMAT_DESCRIPTIONS[name]}" for name in FORMATS)
     raise ValueError(f"Cannot tell the format of {folder}. Known formats: {known}. Pass --format if it is one of them.")
 
 
@@ -181,32 +182,15 @@ def describe_retriever(report):
     return lines
 
 
-def _retriever_format(detect, read, description):
-    return Format(detect, partial(convert_retriever, read=read), describe_retriever, description, read)
+def _retriever_format(detect, read):
+    return Format(detect, partial(convert_retriever, read=read), describe_retriever, read)
 
 
-# Tried in this order: SPScanner and tevatron before mamba_ssm, because their folders also have a mamba_ssm
-# config.json.
+# Keyed and ordered as format_names.FORMAT_DESCRIPTIONS (a test checks it). Tried in this order: SPScanner and tevatron
+# before mamba_ssm, because their folders also have a mamba_ssm config.json.
 FORMATS = {
-    "spscanner": Format(
-        spscanner.detect_spscanner,
-        spscanner.convert_spscanner,
-        spscanner.describe,
-        "SPScanner: a mamba_ssm Mamba-2 checkpoint with binary_head.weight / binary_head.bias",
-    ),
-    "tevatron": _retriever_format(
-        detect_tevatron,
-        read_tevatron,
-        "tevatron v1 output: query_model/ + passage_model/, or lm_q./lm_p./module./_orig_mod. keys",
-    ),
-    "mamba_ssm": _retriever_format(
-        detect_mamba_ssm,
-        read_mamba_ssm,
-        "mamba_ssm MambaLMHeadModel: config.json (d_model, n_layer, ssm_cfg, ...) + weights",
-    ),
-    "transformers": _retriever_format(
-        detect_transformers,
-        read_transformers,
-        "transformers MambaForCausalLM / Mamba2ForCausalLM (*-hf): config.json model_type mamba / mamba2",
-    ),
+    "spscanner": Format(spscanner.detect_spscanner, spscanner.convert_spscanner, spscanner.describe),
+    "tevatron": _retriever_format(detect_tevatron, read_tevatron),
+    "mamba_ssm": _retriever_format(detect_mamba_ssm, read_mamba_ssm),
+    "transformers": _retriever_format(detect_transformers, read_transformers),
 }

@@ -22,7 +22,7 @@ import sys
 from collections import Counter
 
 from mamba_retrieval.eval.bm25_units import BM25Units
-from mamba_retrieval.eval.qa_metrics import best_f1, parse_answer, parse_judge_decision
+from mamba_retrieval.eval.qa_metrics import MULTIPLE_CHOICE, SYSTEMS, best_f1, parse_answer, parse_judge_decision
 from mamba_retrieval.eval.spscanner_testset import question_prefix_length, read_published
 from mamba_retrieval.modeling.prompts import load_prompt
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
@@ -31,20 +31,6 @@ from mamba_retrieval.modeling.scanner.sentence_scanner import (
     join_context,
     top_k_count,
     top_k_indices,
-)
-
-SYSTEMS = ("scanner", "bm25", "random", "full-context")
-# The original's multiple-choice benchmarks (rag_pipeline/evaluation.py): no F1 for them.
-MULTIPLE_CHOICE = (
-    "longbook_choice_eng",
-    "meetingqa_4k",
-    "meetingqa_16k",
-    "paperqa_4k",
-    "paperqa_16k",
-    "tpo",
-    "quality",
-    "coursera",
-    "muld_CAC",
 )
 
 

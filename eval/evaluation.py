@@ -4,11 +4,10 @@ from pathlib import Path
 
 import mteb
 
+from mamba_retrieval.eval.benchmarks import DEFAULT_OUTPUT
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import results_folder, sourced_scores
 from mamba_retrieval.eval.task_selection import select_tasks
-
-DEFAULT_OUTPUT = "eval-results"
 
 
 def pending_tasks(tasks, meta, cache):

@@ -17,26 +17,13 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
 
+from mamba_retrieval.eval.benchmarks import LOCO_SUBTASKS
+
 QUERIES_REPO = "hazyresearch/LoCoV1-Queries"
 DOCUMENTS_REPO = "hazyresearch/LoCoV1-Documents"
 # The Hub revision read; "main" is not a pin, so results record exactly that (no revision is claimed that was not
 # checked).
 HUB_REVISION = "main"
-# mteb task name -> the LoCoV1 `dataset` value of its rows.
-LOCO_SUBTASKS = {
-    "LoCoV1SummScreenFD": "summ_screen_fd",
-    "LoCoV1GovReport": "gov_report",
-    "LoCoV1QMSum": "qmsum",
-    "LoCoV1QasperTitle": "qasper_title",
-    "LoCoV1QasperAbstract": "qasper_abstract",
-    "LoCoV1MultiFieldQA": "multifieldqa",
-    "LoCoV1WikimQA": "2wikimqa",
-    "LoCoV1PassageRetrieval": "passage_retrieval",
-    "LoCoV1CourtListenerHTML": "courtlistener_HTML",
-    "LoCoV1CourtListenerPlainText": "courtlistener_Plain_Text",
-    "LoCoV1LegalCaseReports": "legal_case_reports",
-    "LoCoV1StackOverflow": "stackoverflow",
-}
 SPLIT = "test"
 
 

@@ -16,6 +16,21 @@ from collections import Counter
 
 PUNCTUATION = set(string.punctuation)
 
+# The sentence pickers `answer` compares (named here, beside the scoring, so `answer --help` needs no model code)
+SYSTEMS = ("scanner", "bm25", "random", "full-context")
+# The original's multiple-choice benchmarks (rag_pipeline/evaluation.py): no F1 for them.
+MULTIPLE_CHOICE = (
+    "longbook_choice_eng",
+    "meetingqa_4k",
+    "meetingqa_16k",
+    "paperqa_4k",
+    "paperqa_16k",
+    "tpo",
+    "quality",
+    "coursera",
+    "muld_CAC",
+)
+
 
 def normalize_answer(text):
     text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)

@@ -2,31 +2,9 @@
 
 import mteb
 
+from mamba_retrieval.eval.benchmarks import BENCHMARKS, LOCO_SUBTASKS
 from mamba_retrieval.eval.local_tasks import local_beir_task
-from mamba_retrieval.eval.loco import LOCO_SUBTASKS, loco_task
-
-# The 13 public BEIR datasets of the Mamba Retriever paper (its Table 2, as in RepLLaMA), by their mteb names;
-# `--benchmark BEIR` adds MS MARCO (dev), the paper's in-domain set.
-BEIR_13 = (
-    "ArguAna",
-    "ClimateFEVER",
-    "DBPedia",
-    "FEVER",
-    "FiQA2018",
-    "HotpotQA",
-    "NFCorpus",
-    "NQ",
-    "QuoraRetrieval",
-    "SCIDOCS",
-    "SciFact",
-    "TRECCOVID",
-    "Touche2020",
-)
-BENCHMARKS = {
-    "BEIR": BEIR_13 + ("MSMARCO",),
-    "LongEmbed": None,  # mteb's own benchmark of that name
-    "LoCo": tuple(LOCO_SUBTASKS),
-}
+from mamba_retrieval.eval.loco import loco_task
 
 
 def get_named_task(name, loco_dir=None):

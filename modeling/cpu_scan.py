@@ -15,6 +15,9 @@ numba ships wheels for every platform torch does, so `pip install mamba-retrieva
 numba, `fused_scan_available()` is False and the model runs its reference scan.
 """
 
+import logging
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,6 +31,8 @@ except ImportError:  # the model falls back to its reference scan
     numba = None
 
 CHANNEL_BLOCK = 64  # channels per parallel work item: the block's states (16 x 64 floats) stay in L1
+COMPILE_NOTICE_AFTER_S = 2.0  # loading a kernel from numba's cache takes well under this; compiling it, ~20 s
+logger = logging.getLogger(__name__)
 
 
 def fused_scan_available():
@@ -160,6 +165,28 @@ if numba is not None:
             dD[d0:d1] = dD_blk
 
 
+def _first_call(kernel, what, *args):
+    """Call `kernel`. Its first call in a process either loads its machine code from numba's cache (fast) or, on a
+    new machine or numba version, compiles it (~20 s, the first search sat silent at "Batches 0/2"): if the call
+    is still running after COMPILE_NOTICE_AFTER_S, say once what is happening."""
+    if kernel.signatures:  # compiled or loaded in this process already
+        return kernel(*args)
+    notice = threading.Timer(
+        COMPILE_NOTICE_AFTER_S,
+        logger.warning,
+        [
+            f"compiling the fused CPU scan ({what}) for this machine with numba: about 20 s, once; later runs load it "
+            "from numba's cache"
+        ],
+    )
+    notice.daemon = True
+    notice.start()
+    try:
+        return kernel(*args)
+    finally:
+        notice.cancel()
+
+
 def _numpy(tensor):
     return tensor.detach().to(torch.float32).contiguous().numpy()
 
@@ -184,7 +211,7 @@ def _scan_core(u, dt, A, B, C, D, initial_state=None):
         else _numpy(initial_state.transpose(1, 2)).copy()
     )
     y = np.empty((batch, length, channels), dtype=np.float32)
-    _forward_kernel(_blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), state, y)
+    _first_call(_forward_kernel, "forward", _blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), state, y)
     return _torch_bxl(y), torch.from_numpy(state).transpose(1, 2)
 
 
@@ -206,8 +233,11 @@ class _FusedScanCore(torch.autograd.Function):
         du, ddt = (np.empty((batch, length, channels), np.float32) for _ in range(2))
         dAT, dD = np.empty((nstate, channels), np.float32), np.empty(channels, np.float32)
         dB_part, dC_part = (np.empty((nblocks, batch, length, nstate), np.float32) for _ in range(2))
-        _backward_kernel(
-            _blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), _blc(dy), du, ddt, dAT, dB_part, dC_part, dD
+        _first_call(
+            _backward_kernel,
+            "backward, for training",
+            *(_blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), _blc(dy)),
+            *(du, ddt, dAT, dB_part, dC_part, dD),
         )
         return (
             _torch_bxl(du),

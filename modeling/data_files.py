@@ -1,5 +1,5 @@
 """The one reader of the data files every part reads: JSONL (plain or gzip), BEIR folders (corpus, queries, qrels),
-and where the project's offline data lives.
+where the project's offline data lives, and where the package caches what it can rebuild.
 
 The offline data (../shared/data in a checkout, see its README) is found through `data_dir()`: the environment
 variable MAMBA_RETRIEVAL_DATA, else `../shared/data` from the current folder (the checkout's root), never from where
@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 DATA_ENV = "MAMBA_RETRIEVAL_DATA"
+CACHE_ENV = "MAMBA_RETRIEVAL_CACHE"
 DEFAULT_DATA = Path("..", "shared", "data")
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
 
@@ -21,6 +22,15 @@ BEIR_FILES = ("corpus.jsonl", "queries.jsonl")
 def data_dir(*parts):
     """The offline data folder ($MAMBA_RETRIEVAL_DATA, else ../shared/data), or a path inside it."""
     return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA, *parts)
+
+
+def cache_dir(*parts):
+    """Where the package keeps what it can rebuild (search indexes, model identities): $MAMBA_RETRIEVAL_CACHE, else
+    $XDG_CACHE_HOME/mamba-retrieval, else ~/.cache/mamba-retrieval; or a path inside it."""
+    root = os.environ.get(CACHE_ENV) or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "mamba-retrieval"
+    )
+    return Path(root, *parts)
 
 
 def data_name(path):

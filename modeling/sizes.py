@@ -1,9 +1,5 @@
-"""Named model sizes: the published state-spaces shapes, and tiny ones for tests and CPU distillation."""
-
-import torch
-
-from mamba_retrieval.modeling.configuration_mamba_retrieval import MambaRetrievalConfig
-from mamba_retrieval.modeling.modeling_mamba_retrieval import MambaForRetrieval
+"""Named model sizes: the published state-spaces shapes, and tiny ones for tests and CPU distillation. Plain data,
+so the CLI lists them in `--help` without importing torch; `conversion.base_models.random_model` builds one."""
 
 # The published state-spaces shapes (vocab padded as mamba_ssm pads it: to 8 for Mamba-1, to 16 for Mamba-2).
 MAMBA1_VOCAB, MAMBA2_VOCAB = 50280, 50288
@@ -29,12 +25,3 @@ NAMED_SIZES = {
     "mamba2-780m": dict(backbone="mamba2", hidden_size=1536, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
     "mamba2-1.3b": dict(backbone="mamba2", hidden_size=2048, num_hidden_layers=48, vocab_size=MAMBA2_VOCAB),
 }
-
-
-def random_model(name, seed=0, eos_token_id=0):
-    """A randomly initialised retriever of a named size (see NAMED_SIZES)."""
-    if name not in NAMED_SIZES:
-        raise ValueError(f"Unknown size {name!r}; choose one of {', '.join(NAMED_SIZES)}, or pass a folder.")
-    config = MambaRetrievalConfig(**NAMED_SIZES[name], eos_token_id=eos_token_id)
-    torch.manual_seed(seed)
-    return MambaForRetrieval(config).eval()

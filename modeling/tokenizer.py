@@ -8,7 +8,6 @@ after truncation, which reserves room for it), and the rule survives `save_pretr
 from pathlib import Path
 
 from tokenizers import Tokenizer, processors
-from transformers import PreTrainedTokenizerFast
 
 VENDORED_TOKENIZER = Path(__file__).parent / "tokenizer_files" / "tokenizer.json"
 ENDOFTEXT = "<|endoftext|>"  # id 0 in GPT-NeoX-20B
@@ -62,6 +61,9 @@ def build_plain_tokenizer(model_max_length, tokenizer_file=VENDORED_TOKENIZER):
 
 def _fast_tokenizer(backend, eos_token, pad_token, model_max_length, model_input_names):
     """transformers' wrapper around a `tokenizers.Tokenizer`: right padding and truncation, spaces kept as they are."""
+    # imported here: the CLI reads this module's token names for `--help`, which must not wait for transformers
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token=eos_token,

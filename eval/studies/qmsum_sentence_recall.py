@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mamba_retrieval.conversion.base_models import random_model
 from mamba_retrieval.eval.bm25_units import BM25Units
 from mamba_retrieval.modeling.data_files import data_dir, read_corpus, read_jsonl
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
@@ -34,7 +35,6 @@ from mamba_retrieval.modeling.scanner.sentence_scanner import (
     random_scanner,
     top_k_indices,
 )
-from mamba_retrieval.modeling.sizes import random_model
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 
 DEFAULT_DATA = data_dir()

@@ -1,15 +1,20 @@
 """The `mamba-retrieval` command. Each sub-command is a thin module of this package (`cli/<command>.py`): its
 `register(subparsers)` adds the parser and `run(args)` calls library functions. The CLI is the one layer that may
-import every other (modeling, conversion, eval, hub_cards); nothing imports it."""
+import every other (modeling, conversion, eval, hub_cards); nothing imports it.
+
+A command module imports at its top only what its parser needs (plain-data tables such as `sizes.NAMED_SIZES`), and
+the library it runs inside `run`: `mamba-retrieval COMMAND --help` must answer at once, not after torch, mteb and
+numba load (3-8 s). tests/cli/test_cli.py checks that no command's --help loads them."""
 
 import argparse
 import importlib
 import sys
 
+from mamba_retrieval.modeling.cli.arguments import CommandParser
+
 # Sub-command -> (module of this package that defines it, one-line help). A module's `register(subparsers)` adds its
-# sub-command(s) and sets `func(args)`; only the module of the command being run is imported, because the modules
-# pull in sentence-transformers, mteb and numba (seconds), which `mamba-retrieval --help` or a typo should not wait
-# for. The help text is repeated here so the listing needs no import; tests/cli/test_cli.py checks it matches.
+# sub-command(s) and sets `func(args)`; only the module of the command being run is imported. The help text is
+# repeated here so the listing needs no import; tests/cli/test_cli.py checks it matches.
 COMMANDS = {
     "init": ("init", "build a retriever Hub folder from a base model"),
     "index": ("search", "embed a folder of text files or a JSONL/BEIR corpus"),
@@ -42,7 +47,7 @@ def build_parser(argv=()):
     parser = argparse.ArgumentParser(
         prog="mamba-retrieval", description="Mamba-based retrievers: build, convert, evaluate and serve Hub folders."
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command in COMMANDS:
         importlib.import_module(f"{__name__}.{COMMANDS[command][0]}").register(subparsers)

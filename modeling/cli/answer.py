@@ -4,13 +4,11 @@ import json
 import sys
 from pathlib import Path
 
-from mamba_retrieval.eval.answer_judge import MULTIPLE_CHOICE, SYSTEMS, AnswerRun, markdown_tables, read_logits
-from mamba_retrieval.eval.spscanner_testset import read_testset, score_testset
+from mamba_retrieval.eval.qa_metrics import MULTIPLE_CHOICE, SYSTEMS
 from mamba_retrieval.modeling.cli.arguments import count_or_fraction
 from mamba_retrieval.modeling.cli.llm_options import add_llm_arguments, client_from_args
 from mamba_retrieval.modeling.file_hashes import file_sha256
-from mamba_retrieval.modeling.scanner.llm_client import LLMError
-from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner
+from mamba_retrieval.modeling.pretrained import locate_model
 
 
 def register(subparsers):
@@ -63,6 +61,11 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.eval.answer_judge import AnswerRun, markdown_tables, read_logits
+    from mamba_retrieval.eval.spscanner_testset import read_testset, score_testset
+    from mamba_retrieval.modeling.scanner.llm_client import LLMError
+    from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner
+
     out = Path(args.out)
     data = read_testset(args.testset)  # before OUT is made: a refused test set leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +78,7 @@ def run(args):
         if args.logits:
             logits = read_logits(args.logits)
         elif args.scanner:
-            scores = score_testset(SentenceScanner.from_pretrained(args.scanner), data)
+            scores = score_testset(SentenceScanner.from_pretrained(locate_model(args.scanner, "--scanner")), data)
             logits = {b: {str(k): v for k, v in points.items()} for b, points in scores.items()}
     top_k = int(args.top_k) if args.top_k >= 1 else args.top_k
     answer_client = client_from_args(args, out / "llm_cache")

@@ -33,3 +33,19 @@ def count_or_fraction(text):
     if not (0 < value < 1 or (value >= 1 and value == int(value))):
         raise argparse.ArgumentTypeError(f"{text} must be a whole count >= 1 or a fraction between 0 and 1")
     return value
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, off) or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every command and sub-step: defaults shown in --help."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)

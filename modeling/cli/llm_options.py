@@ -12,7 +12,7 @@ def add_llm_arguments(parser):
     group.add_argument("--llm-timeout", type=float, default=240.0, help="seconds per request")
     group.add_argument("--llm-max-retries", type=int, default=5, help="retries of 429 / 5xx / timeouts, with back-off")
     group.add_argument("--llm-max-tokens", type=int, default=2000, help="max_tokens of each completion")
-    group.add_argument("--llm-temperature", type=float, default=0.0)
+    group.add_argument("--llm-temperature", type=float, default=0.0, help="sampling temperature (0: the likeliest)")
     group.add_argument("--llm-price-input", type=float, help="USD per million prompt tokens (to report the cost)")
     group.add_argument("--llm-price-output", type=float, help="USD per million completion tokens")
     group.add_argument(

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from mamba_retrieval.modeling.cli.arguments import count_or_fraction
-from mamba_retrieval.modeling.scanner import SentenceScanner
+from mamba_retrieval.modeling.pretrained import locate_model
 
 
 def register(subparsers):
@@ -13,7 +13,7 @@ def register(subparsers):
         "scan",
         help="score the sentences of a document against a question with an SPScanner folder",
         description="Segment DOCUMENT into sentence units, score each against the question with an SPScanner "
-        "model (windows with 50%% overlap for long documents) and print the best units in document "
+        "model (windows with 50% overlap for long documents) and print the best units in document "
         "order, then the context string an LLM would read.",
     )
     parser.add_argument("model", help="SPScanner Hub folder (mamba-retrieval convert / write_scanner_folder)")
@@ -42,9 +42,13 @@ def read_document(path):
 
 
 def run(args):
+    from mamba_retrieval.modeling.scanner import SentenceScanner
+
     document = read_document(args.document)
     top_k = int(args.top_k) if args.top_k >= 1 else args.top_k
-    result = SentenceScanner.from_pretrained(args.model).scan(args.question, document, top_k=top_k)
+    result = SentenceScanner.from_pretrained(locate_model(args.model, "MODEL")).scan(
+        args.question, document, top_k=top_k
+    )
     if args.json:
         print(
             json.dumps(

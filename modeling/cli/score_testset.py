@@ -3,8 +3,7 @@
 
 from pathlib import Path
 
-from mamba_retrieval.eval.spscanner_testset import read_testset, score_testset, write_logits
-from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner
+from mamba_retrieval.modeling.pretrained import locate_model
 
 
 def register(subparsers):
@@ -27,9 +26,12 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.eval.spscanner_testset import read_testset, score_testset, write_logits
+    from mamba_retrieval.modeling.scanner.sentence_scanner import SentenceScanner
+
     if Path(args.output).exists() and not args.force:
         raise FileExistsError(f"{args.output} exists; choose another path or pass --force.")
     data = read_testset(args.testset)
-    logits = score_testset(SentenceScanner.from_pretrained(args.model), data, args.window_size)
+    logits = score_testset(SentenceScanner.from_pretrained(locate_model(args.model, "MODEL")), data, args.window_size)
     write_logits(logits, args.output)
     print(f"wrote {args.output}: {sum(len(v) for v in logits.values())} datapoints")

@@ -2,7 +2,6 @@
 
 from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, PRETRAINED_DIR
-from mamba_retrieval.modeling.shipping import refresh_remote_code, write_shipped_copy
 
 
 def register(subparsers):
@@ -13,22 +12,39 @@ def register(subparsers):
         f"{DEFAULT_MODEL} inside the installed package, the checkout's modeling/pretrained/ in an editable install).",
     )
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-    copy = steps.add_parser("copy", help="store a trained Hub folder as a shipped model (float16 weights)")
-    copy.add_argument("trained_folder")
-    copy.add_argument("out_dir", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
+    copy = steps.add_parser(
+        "copy",
+        help="store a trained Hub folder as a shipped model (float16 weights)",
+        description="Copy TRAINED_FOLDER into OUT_DIR with float16 weights, staged and checked before it "
+        "replaces OUT_DIR.",
+    )
+    copy.add_argument("trained_folder", help="the trained Hub folder")
+    copy.add_argument("out_dir", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL), help="the shipped folder")
     copy.add_argument(
         "--max-seq-length", type=positive_int, help="tokens per text in the copy (default: the trained folder's)"
     )
     copy.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
-    metrics = steps.add_parser("metrics", help="record a folder's evaluation scores in its training.json")
-    metrics.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
+    metrics = steps.add_parser(
+        "metrics",
+        help="record a folder's evaluation scores in its training.json",
+        description="Record the scores of FOLDER in the result files of `mamba-retrieval eval` in "
+        "FOLDER/training.json.",
+    )
+    metrics.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL), help="the shipped folder")
     metrics.add_argument("--results", required=True, help="the --output folder of `mamba-retrieval eval`")
-    code = steps.add_parser("refresh-code", help="copy the current remote-code pair into a shipped folder")
-    code.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL))
+    code = steps.add_parser(
+        "refresh-code",
+        help="copy the current remote-code pair into a shipped folder",
+        description="Copy the package's modeling and configuration modules into FOLDER, where the Hub's remote code "
+        "loads them from.",
+    )
+    code.add_argument("folder", nargs="?", default=str(PRETRAINED_DIR / DEFAULT_MODEL), help="the shipped folder")
     parser.set_defaults(func=run)
 
 
 def run(args):
+    from mamba_retrieval.modeling.shipping import refresh_remote_code, write_shipped_copy
+
     if args.step == "copy":
         difference = write_shipped_copy(args.trained_folder, args.out_dir, args.force, args.max_seq_length)
         print(f"wrote {args.out_dir}; embedding max |difference| from float32: {difference:.2e}")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from mamba_retrieval.modeling.cli.llm_options import add_llm_arguments, client_from_args
 from mamba_retrieval.modeling.scanner import synthetic_data as sd
-from mamba_retrieval.modeling.scanner.llm_client import LLMError
-from mamba_retrieval.modeling.scanner.synth_run import LLM_STEPS, STEPS, SynthRun, read_corpus
+from mamba_retrieval.modeling.scanner.synthetic_data import LLM_STEPS, STEPS
 
 
 def register(subparsers):
@@ -43,13 +42,16 @@ def register(subparsers):
         default=sd.MIN_CONNECTION_RANGE,
         help="shortest connection range (units from the chunk's far end)",
     )
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the chunk sampling")
     parser.add_argument("--until", choices=STEPS, default="train", help="stop after this step")
     add_llm_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args):
+    from mamba_retrieval.modeling.scanner.llm_client import LLMError
+    from mamba_retrieval.modeling.scanner.synth_run import SynthRun, read_corpus
+
     if args.chunks_per_document < 1 or args.min_doc_tokens > args.max_doc_tokens:
         raise ValueError("--chunks-per-document must be >= 1 and --min-doc-tokens <= --max-doc-tokens.")
     if args.min_range < sd.MIN_CONNECTION_RANGE:  # closer, the chunk's and the selected unit's context overlap

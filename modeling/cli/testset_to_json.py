@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-from mamba_retrieval.eval.spscanner_testset import PICKLE_SUFFIXES, as_json_data, read_published
 from mamba_retrieval.modeling.data_files import atomic_file
 
 
@@ -22,6 +21,8 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.eval.spscanner_testset import PICKLE_SUFFIXES, as_json_data, read_published
+
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists; choose another path or pass --force.")

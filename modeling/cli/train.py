@@ -5,11 +5,10 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from mamba_retrieval.conversion.base_models import init_retriever, is_retriever_folder
-from mamba_retrieval.modeling.hub_folder import check_output_dir
-from mamba_retrieval.modeling.pretrained import resolve_shipped
+from mamba_retrieval.modeling.pretrained import locate_model
 from mamba_retrieval.modeling.search.documents import read_source
-from mamba_retrieval.modeling.training.retriever import TrainingSettings, read_examples, train_retriever
+from mamba_retrieval.modeling.sizes import NAMED_SIZES
+from mamba_retrieval.modeling.training.settings import TrainingSettings
 
 
 def register(subparsers):
@@ -21,8 +20,10 @@ def register(subparsers):
         "Multi-GPU: `torchrun --nproc_per_node N -m mamba_retrieval.modeling.cli train ...` (or "
         "`accelerate launch`).",
     )
-    parser.add_argument("start")
-    parser.add_argument("out")
+    parser.add_argument(
+        "start", help="Hub folder, shipped model name, named size (tiny, 130m, ...) or transformers *-hf folder"
+    )
+    parser.add_argument("out", help="output folder (must not exist or be empty, unless --force)")
     parser.add_argument("--data", required=True, help="JSONL of {query, positive, negatives?} or a BEIR folder")
     parser.add_argument("--split", default="train", help="qrels split of a BEIR folder")
     parser.add_argument("--corpus", help="JSONL/BEIR corpus to mine negatives from (default: the data's passages)")
@@ -33,9 +34,9 @@ def register(subparsers):
         flag = "--" + setting.name.replace("_", "-")
         default = getattr(defaults, setting.name)
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action="store_true", help=setting.metadata["help"])
         else:
-            parser.add_argument(flag, type=type(default), default=default)
+            parser.add_argument(flag, type=type(default), default=default, help=setting.metadata["help"])
     parser.add_argument("--query-prompt", help="text prepended to queries (default: the start model's)")
     parser.add_argument("--document-prompt", help="text prepended to passages (default: the start model's)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -43,12 +44,16 @@ def register(subparsers):
 
 
 def run(args):
+    from mamba_retrieval.conversion.base_models import init_retriever, is_retriever_folder
+    from mamba_retrieval.modeling.hub_folder import check_output_dir
+    from mamba_retrieval.modeling.training.retriever import read_examples, train_retriever
+
+    start = locate_model(args.start, "START", also=NAMED_SIZES)  # a typo is named before the data is read
     settings = TrainingSettings(**{f.name: getattr(args, f.name) for f in fields(TrainingSettings) if f.name != "data"})
     settings.data = [args.data] + ([args.corpus] if args.corpus else [])
     examples = read_examples(args.data, args.split)
     corpus = [d.text for d in read_source(args.corpus).documents] if args.corpus else [e.positive for e in examples]
     prompts = {k: v for k, v in (("query", args.query_prompt), ("document", args.document_prompt)) if v is not None}
-    start = resolve_shipped(args.start)
     check_output_dir(args.out, args.force, sources=[start])  # before any slow loading
     with tempfile.TemporaryDirectory(prefix="mamba-retrieval-start-") as work_dir:
         if not is_retriever_folder(start):

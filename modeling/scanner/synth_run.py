@@ -19,9 +19,7 @@ from mamba_retrieval.modeling.scanner import synthetic_data as sd
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
 from mamba_retrieval.modeling.scanner.sentence_scanner import build_scanner_tokenizer, question_token_ids
-
-STEPS = ("documents", "connections", "questions", "needed", "train")
-LLM_STEPS = ("connections", "questions", "needed")
+from mamba_retrieval.modeling.scanner.synthetic_data import LLM_STEPS, STEPS
 
 
 def read_corpus(path, qrels=None, limit=None):

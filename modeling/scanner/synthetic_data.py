@@ -36,6 +36,10 @@ ENGLISH_FUNCTION_WORDS = frozenset(
     "not but what all were we when your can said there use an each which she do how their if will".split()
 )
 
+# The steps of a `synth` run, in order, and those that ask the LLM
+STEPS = ("documents", "connections", "questions", "needed", "train")
+LLM_STEPS = ("connections", "questions", "needed")
+
 
 def english_share(text):
     """Share of the words of `text` that are among the 50 most frequent English words."""

@@ -39,8 +39,9 @@ def checksum(model_name, ids, hashes, embeddings):
 
 
 class SearchIndex:
-    def __init__(self, model_name, ids, hashes, embeddings):
+    def __init__(self, model_name, ids, hashes, embeddings, source=None):
         self.model_name, self.ids, self.hashes, self.embeddings = model_name, ids, hashes, embeddings
+        self.source = source  # the resolved path of what was indexed (None: an index from before it was recorded)
 
     @classmethod
     def load(cls, folder):
@@ -97,7 +98,7 @@ class SearchIndex:
                 )
             if meta.get("checksum") != checksum(model_name, ids, hashes, embeddings):
                 raise damaged(version, "has a table and embeddings that do not belong together (checksum)")
-        return cls(model_name, ids, hashes, embeddings)
+        return cls(model_name, ids, hashes, embeddings, meta.get("source"))
 
     def save(self, folder):
         """Write a new version and make it current in one rename; older versions are removed afterwards."""
@@ -107,6 +108,7 @@ class SearchIndex:
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.model_name,
+            "source": self.source,
             "rows": len(self.ids),
             "dimension": int(embeddings.shape[1]),
             "checksum": checksum(self.model_name, self.ids, self.hashes, embeddings),
@@ -194,26 +196,32 @@ def has_index(folder):
     return (Path(folder) / CURRENT_FILE).is_file() or (Path(folder) / INDEX_FILE).is_file()
 
 
-def update_index(index_dir, documents, model_name, encode_documents, rebuild=False, names_model=None):
+def update_index(index_dir, documents, model_name, encode_documents, rebuild=False, names_model=None, source=None):
     """Embed only new or changed documents, drop removed ones, save; returns (index, counts).
 
     encode_documents(list of texts) -> (n, dim) float32 array of normalised embeddings. `names_model(stored)` tells
     whether an index's stored model name is this model (default: equal to `model_name`); the index is saved under
-    `model_name`.
+    `model_name`. `source` (what the documents come from) is recorded; an index of another source is not updated
+    from this one (that replaced a whole index with another folder's files), unless `rebuild`.
     """
     index_dir = Path(index_dir)
     new_folder = not index_dir.exists()
     try:
         with writer_lock(index_dir):  # read, embed and save as one step: a concurrent run waits, then updates this
-            return _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model)
+            return _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model, source)
     except BaseException:
         if new_folder and not has_index(index_dir):  # a first update that failed leaves no empty index folder
             shutil.rmtree(index_dir, ignore_errors=True)
         raise
 
 
-def _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model):
+def _update_locked(index_dir, documents, model_name, encode_documents, rebuild, names_model, source):
     old = SearchIndex.load(index_dir) if has_index(index_dir) and not rebuild else None
+    if old is not None and old.source and source and old.source != source:
+        raise ValueError(
+            f"The index at {index_dir} holds the documents of {old.source}, not of {source}: leave out --index "
+            "(each source has its own), or pass --rebuild to replace it."
+        )
     if old is not None and not (names_model or model_name.__eq__)(old.model_name):
         raise ValueError(
             f"The index at {index_dir} was built with model {old.model_name!r}, not {model_name!r}. "
@@ -227,7 +235,7 @@ def _update_locked(index_dir, documents, model_name, encode_documents, rebuild, 
         key = (document.id, document.sha256)
         rows.append(old.embeddings[known[key]] if key in known else next(new_rows))
     embeddings = np.stack(rows).astype(np.float32)
-    index = SearchIndex(model_name, [d.id for d in documents], [d.sha256 for d in documents], embeddings)
+    index = SearchIndex(model_name, [d.id for d in documents], [d.sha256 for d in documents], embeddings, source)
     index.save(index_dir)
     removed = len(set(old.ids) - {d.id for d in documents}) if old else 0
     return index, {"embedded": len(todo), "unchanged": len(documents) - len(todo), "removed": removed}

@@ -1,22 +1,65 @@
-"""Build, update and query a search index with a retriever (any sentence-transformers model)."""
+"""Build, update and query search indexes with a retriever (any sentence-transformers model), or rank with bm25.
+
+Each source has its own index for each model: by default `<cache>/indexes/<source name>-<hash of the resolved
+source path and the model>` (data_files.cache_dir), so indexing another folder never replaces this one's index.
+An index records its source, and an update from another source is refused.
+"""
 
 import functools
 import hashlib
+import json
 import sys
 from pathlib import Path
 
-from mamba_retrieval.modeling.file_hashes import update_digest, weights_hash
-from mamba_retrieval.modeling.pretrained import SHIPPED_MODELS
+from mamba_retrieval.modeling.data_files import atomic_file, cache_dir
+from mamba_retrieval.modeling.file_hashes import WEIGHT_PATTERNS, update_digest, weights_hash
+from mamba_retrieval.modeling.pretrained import BM25_PARAMETERS
+from mamba_retrieval.modeling.safe_paths import path_component
 from mamba_retrieval.modeling.search.documents import read_source
 from mamba_retrieval.modeling.search.index import SearchIndex, update_index
 
+IDENTITIES_FILE = "model-identities.json"
+
+
+def default_index(source, model):
+    """The index folder of `source` (a path) searched with `model` (a located name or folder)."""
+    source = Path(source).resolve()
+    key = hashlib.sha256(f"{source}\0{model}".encode()).hexdigest()[:16]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.name).strip(".") or "root"
+    return cache_dir("indexes", path_component(f"{name}-{key}", "index name"))
+
 
 def model_identity(model):
-    """What the index records about its model: a local folder by path and weights hash, anything else by name."""
+    """What the index records about its model: a local folder by path and weights hash, anything else by name.
+    The hash is kept in the cache, keyed by the weight files' sizes and modification times, so a search does not
+    read every weight file again (a changed file changes its stamp and is hashed anew)."""
     folder = Path(model)
     if not folder.is_dir():
         return model
-    return f"{folder.resolve()}#{weights_hash(folder)}"
+    folder = folder.resolve()
+    stamp = [
+        [path.relative_to(folder).as_posix(), path.stat().st_size, path.stat().st_mtime_ns]
+        for path in sorted({p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
+    ]
+    identities_file, identities = cache_dir(IDENTITIES_FILE), {}
+    try:
+        identities = json.loads(identities_file.read_text(encoding="utf-8"))
+        known = identities[str(folder)]
+        if known["stamp"] == stamp:
+            return f"{folder}#{known['hash']}"
+    except (OSError, ValueError, KeyError, TypeError):  # not cached yet, or a damaged cache: hash again
+        pass
+    if not isinstance(identities, dict):
+        identities = {}
+    digest = weights_hash(folder)
+    identities[str(folder)] = {"stamp": stamp, "hash": digest}
+    try:
+        identities_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(identities_file) as handle:
+            handle.write(json.dumps(identities, indent=1))
+    except OSError:  # a read-only cache costs a hash per run, nothing else
+        pass
+    return f"{folder}#{digest}"
 
 
 def names_model(stored, model, identity):
@@ -34,22 +77,12 @@ def names_model(stored, model, identity):
     return stored == f"{folder.resolve()}#{digest.hexdigest()[:16]}"
 
 
-@functools.lru_cache(maxsize=2)
 def load_encoder(model, max_length=None):
     import torch
     from sentence_transformers import SentenceTransformer
 
     device = None if torch.cuda.is_available() else "cpu"
-    try:
-        encoder = SentenceTransformer(model, trust_remote_code=True, device=device)
-    except OSError as error:  # not a folder here, and the Hub could not provide it (offline, or no such id)
-        if Path(model).exists():
-            raise
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"Cannot load --model {model!r}: it is no folder here, no shipped model ({', '.join(SHIPPED_MODELS)}), "
-            f"and the Hugging Face Hub did not provide it ({reason}). Pass a model folder or a shipped model's name."
-        ) from None
+    encoder = SentenceTransformer(model, trust_remote_code=True, device=device)
     if max_length:
         encoder.max_seq_length = max_length
     return encoder
@@ -69,45 +102,87 @@ def usable_prefixes(texts, encoder):
     return [text[:limit] if limit else text for text in texts]
 
 
-def build_or_update(source, index_dir, model, batch_size=8, max_length=None, rebuild=False):
+class Retriever:
+    """A dense retriever for one command: its identity hashed once, its model loaded once (when first needed)."""
+
+    def __init__(self, model, batch_size=8, max_length=None):
+        self.model, self.batch_size, self.max_length = model, batch_size, max_length
+
+    @functools.cached_property
+    def identity(self):
+        return model_identity(self.model)
+
+    @functools.cached_property
+    def encoder(self):
+        return load_encoder(self.model, self.max_length)
+
+    def names(self, stored):
+        return names_model(stored, self.model, self.identity)
+
+    def encode_documents(self, texts):
+        return self.encoder.encode_document(
+            usable_prefixes(texts, self.encoder),
+            batch_size=self.batch_size,
+            show_progress_bar=True,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+
+    def encode_query(self, query):
+        return self.encoder.encode_query([query], normalize_embeddings=True, convert_to_numpy=True)[0]
+
+
+def build_or_update(source, index_dir, retriever, rebuild=False):
+    """Embed what is new or changed in `source` into the index at `index_dir`; returns the index."""
     report = read_source(source)
     for path, reason in report.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    encoder = None
-
-    def encode(texts):
-        nonlocal encoder
-        encoder = encoder or load_encoder(model, max_length)
-        texts = usable_prefixes(texts, encoder)
-        return encoder.encode_document(
-            texts, batch_size=batch_size, show_progress_bar=True, normalize_embeddings=True, convert_to_numpy=True
-        )
-
-    identity = model_identity(model)  # hashes the weights: once per run
     index, counts = update_index(
         index_dir,
         report.documents,
-        identity,
-        encode,
+        retriever.identity,
+        retriever.encode_documents,
         rebuild=rebuild,
-        names_model=lambda stored: names_model(stored, model, identity),
+        names_model=retriever.names,
+        source=str(Path(source).resolve()),
     )
     print(
-        f"index {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} unchanged, "
-        f"{counts['removed']} removed, {len(report.skipped)} skipped",
+        f"index of {Path(source).resolve()} at {index_dir}: {counts['embedded']} embedded, {counts['unchanged']} "
+        f"unchanged, {counts['removed']} removed, {len(report.skipped)} skipped",
         file=sys.stderr,
     )
     return index
 
 
-def search(query, index_dir, model, k=10):
+def search(query, index_dir, retriever, k=10):
+    """(id, score) of the `k` best documents of the index at `index_dir`, and the index."""
+    if not query.strip():
+        raise ValueError("The query is empty.")
     index = SearchIndex.load(index_dir)
-    if not names_model(index.model_name, model, model_identity(model)):
+    if not retriever.names(index.model_name):
         raise ValueError(
             f"The index at {index_dir} was built with {index.model_name!r}; search it with the same "
             "--model, or rebuild it with `mamba-retrieval index SOURCE --rebuild`."
         )
+    return index.search(retriever.encode_query(query), k), index
+
+
+def bm25_search(query, source, k=10):
+    """(id, score) of the `k` best documents of `source` by BM25 (bm25s, Anserini's BEIR k1 and b, English stop
+    words), ranked from the files themselves: BM25 needs no model and no saved index."""
     if not query.strip():
         raise ValueError("The query is empty.")
-    query_embedding = load_encoder(model).encode_query([query], normalize_embeddings=True, convert_to_numpy=True)[0]
-    return index.search(query_embedding, k)
+    try:
+        import bm25s
+    except ImportError:
+        raise ValueError("--model bm25 needs bm25s: pip install 'mamba-retrieval[search]'.") from None
+    documents = read_source(source).documents
+    if not documents:
+        return []
+    tokens = bm25s.tokenize([d.text for d in documents], stopwords="en", show_progress=False)
+    retriever = bm25s.BM25(**BM25_PARAMETERS)
+    retriever.index(tokens, show_progress=False)
+    query_tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+    scores = retriever.get_scores(query_tokens)
+    top = sorted(range(len(documents)), key=lambda row: (-scores[row], row))[:k]
+    return [(documents[row].id, float(scores[row])) for row in top]

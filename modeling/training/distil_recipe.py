@@ -22,10 +22,10 @@ from mamba_retrieval.modeling.training.distillation import (
     token_idf,
     wordnet_pairs,
 )
+from mamba_retrieval.modeling.training.settings import DEFAULT_SHARES
 
 # Training sources -> default share of batches. wordnet and qmsum are distilled from the teacher; the other two
 # are InfoNCE-only (see distillation.gloss_document_pairs / meeting_window_pairs).
-DEFAULT_SHARES = {"wordnet": 0.92, "qmsum": 0.08, "gloss_documents": 0.0, "meetings": 0.0}
 WITHOUT_TEACHER = ("gloss_documents", "meetings")
 GLOSS_DOCUMENT_DEV = (
     500  # the first gloss-document pairs (seeded shuffle) never train: eval/studies/distil_dev.py scores them

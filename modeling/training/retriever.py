@@ -8,31 +8,13 @@ The result is a Hub folder with remote code, written by the same writer as every
 import json
 import random
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mamba_retrieval.modeling.data_files import document_text, numbered_jsonl, read_corpus, read_qrels, read_queries
 from mamba_retrieval.modeling.hub_folder import check_output_dir, write_hub_folder
 
 TEMPERATURE = 0.01  # the paper's InfoNCE temperature
-
-
-@dataclass
-class TrainingSettings:
-    query_max_length: int = 32  # query tokens before the EOS (MS MARCO: 32; long documents: keep it)
-    passage_max_length: int = 128  # passage tokens, EOS included (MS MARCO: 128; LoCo: 2048 or 8192)
-    hard_negatives: int = 0  # BM25 negatives per query, mined from the corpus
-    batch_size: int = 32
-    cached_mini_batch_size: int = 0  # > 0: CachedMultipleNegativesRankingLoss with this mini-batch
-    epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float = 2e-5
-    warmup_ratio: float = 0.1
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    seed: int = 0
-    logging_steps: int = 10
-    data: list = field(default_factory=list)  # recorded in training.json
 
 
 @dataclass

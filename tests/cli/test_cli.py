@@ -1,13 +1,16 @@
 """The `mamba-retrieval` entry point: every command is listed, and only the one being run is imported."""
 
 import argparse
+import contextlib
 import importlib
+import io
 import subprocess
 import sys
 
 import pytest
 
 from mamba_retrieval.modeling.cli import COMMANDS, main
+from mamba_retrieval.modeling.cli.arguments import CommandParser
 
 
 def test_the_listing_matches_what_each_module_registers():
@@ -18,23 +21,71 @@ def test_the_listing_matches_what_each_module_registers():
             assert COMMANDS[action.dest] == (module, action.help), action.dest
 
 
-def test_help_and_a_mistyped_command_import_no_heavy_library():
-    code = """
+HEAVY = ("torch", "sentence_transformers", "transformers", "mteb", "numba", "datasets", "bm25s", "openai", "sklearn")
+
+
+def test_every_help_and_a_mistyped_command_import_no_heavy_library():
+    """`--help` of the tool and of every command (and every `ship` step) answers without torch, mteb, numba or openai:
+    they took 3-8 s to load (17 s on a busy machine). One fresh process; the check runs after each command, so the
+    first one that loads a heavy library is named."""
+    code = f"""
 import sys
-from mamba_retrieval.modeling.cli import main
-for argv in (["--help"], ["serach", "x"]):
+from mamba_retrieval.modeling.cli import COMMANDS, main
+for argv in [["--help"], ["serach", "x"]] + [[name, "--help"] for name in COMMANDS] + [["ship", "copy", "--help"]]:
     try:
         main(argv)
     except SystemExit:
         pass
-heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "mteb", "numba") if m in sys.modules)
-print("imported:", heavy)
+    heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
+    if heavy:
+        sys.exit(f"{{argv}} imported {{heavy}}")
+print("imported nothing heavy")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "imported: []" in result.stdout, result.stdout + result.stderr
+    assert "imported nothing heavy" in result.stdout, result.stderr[-2000:]
     assert "invalid choice: 'serach'" in result.stderr
     for name in COMMANDS:
         assert name in result.stdout  # the --help listing
+
+
+def registered_parsers():
+    """(name, parser) of every command and every sub-step (`ship copy`), as `main` builds them."""
+    subparsers = argparse.ArgumentParser().add_subparsers(parser_class=CommandParser)
+    for module in sorted({module for module, _ in COMMANDS.values()}):
+        importlib.import_module(f"mamba_retrieval.modeling.cli.{module}").register(subparsers)
+    stack = list(subparsers.choices.items())
+    while stack:
+        name, parser = stack.pop()
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend((f"{name} {step}", step_parser) for step, step_parser in action.choices.items())
+
+
+def cli_help(*argv):
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return output.getvalue()
+
+
+def test_every_command_and_option_is_explained_with_its_default():
+    """Every command has a description, every argument a help text, and --help shows defaults (a test that fails
+    when a new option is added without help)."""
+    unexplained = []
+    for name, parser in registered_parsers():
+        if not parser.description:
+            unexplained.append(f"{name}: no description")
+        for action in parser._actions:
+            if action.help is None and not isinstance(action, argparse._SubParsersAction):
+                unexplained.append(f"{name}: {'/'.join(action.option_strings) or action.dest} has no help")
+    assert not unexplained, "\n".join(unexplained)
+    search_help = cli_help("search")
+    assert "(default: 10)" in search_help and "-k TOP_K, --top-k TOP_K" in search_help
+
+
+def test_help_texts_print_as_written():
+    assert "50% overlap" in cli_help("scan") and "%%" not in cli_help("scan")
 
 
 def test_python_dash_m_runs_the_same_command():

@@ -372,7 +372,8 @@ def test_bad_input_gives_clear_errors(workspace, tmp_path, capsys):
 
 
 def test_benchmarks_name_the_papers_tasks_without_loading_data():
-    from mamba_retrieval.eval.task_selection import BEIR_13, select_tasks
+    from mamba_retrieval.eval.benchmarks import BEIR_13
+    from mamba_retrieval.eval.task_selection import select_tasks
 
     beir = select_tasks(benchmark="BEIR")
     assert [task.metadata.name for task in beir] == [*BEIR_13, "MSMARCO"] and len(BEIR_13) == 13

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from helpers import DATA, REPO, write_tiny_folder
 
+from mamba_retrieval.conversion.base_models import random_model
 from mamba_retrieval.modeling.bag_forward import bag_embedding, check_bag_structure
-from mamba_retrieval.modeling.sizes import random_model
 from mamba_retrieval.modeling.tokenizer import build_tokenizer
 from mamba_retrieval.modeling.training.distillation import (
     Pair,

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,7 +78,7 @@ def test_beir_and_jsonl_corpora(tmp_path):
 
 def test_bad_sources_are_reported(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["index", str(tmp_path / "empty"), "--model", "unused", "--index", str(tmp_path / "i")]) == 2
+    assert main(["index", str(tmp_path / "empty"), "--index", str(tmp_path / "i")]) == 2
     assert "No text files" in capsys.readouterr().err
     docs = tmp_path / "docs"
     write_files(docs, {"good.md": "fine text"})
@@ -123,7 +124,7 @@ def _files(folder):
 
 
 def test_query_before_index_and_model_mismatch(tmp_path, capsys):
-    assert main(["search", "anything", "--model", "m", "--index", str(tmp_path / "none")]) == 2
+    assert main(["search", "anything", "--index", str(tmp_path / "none")]) == 2
     assert "No index at" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
     documents = read_source(_docs(tmp_path)).documents
@@ -264,5 +265,116 @@ def test_a_model_that_is_nowhere_is_a_one_line_error(tmp_path):
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("mamba-retrieval index: error: Cannot load --model")
+    assert result.stderr.strip().splitlines()[-1].startswith("mamba-retrieval index: error: --model 'no-such-model'")
     assert not (tmp_path / "index").exists()
+
+
+def cli(*argv, cwd=None, env=None):
+    """`mamba-retrieval ARGV` in a fresh process (the cache folder is this test's: conftest.own_cache_folder)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mamba_retrieval.modeling.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+
+
+def test_each_source_has_its_own_index_and_the_commands_say_which(tmp_path):
+    """Indexing another folder used to replace the one default index ("3 embedded, 3 removed"), and the first
+    folder's query then returned the other's files."""
+    write_files(tmp_path / "a", FILES)
+    write_files(tmp_path / "b", {"other/notes.md": "Notes about a different subject: tax forms and receipts."})
+    first = cli("index", str(tmp_path / "a"))
+    assert first.returncode == 0 and "3 embedded" in first.stderr, first.stderr
+    assert f"index of {(tmp_path / 'a').resolve()} at {os.environ['MAMBA_RETRIEVAL_CACHE']}" in first.stderr
+    second = cli("search", "tax receipts", "--source", str(tmp_path / "b"), "-k", "5")
+    assert second.returncode == 0 and "1 embedded, 0 unchanged, 0 removed" in second.stderr, second.stderr
+    assert [line.split()[-1] for line in second.stdout.splitlines()] == ["other/notes.md"]
+    here = cli("search", "why is the red planet red?", "-k", "3", cwd=tmp_path / "a")  # the current folder's index
+    assert here.returncode == 0, here.stderr
+    assert here.stdout.split() and sorted(line.split()[-1] for line in here.stdout.splitlines()) == sorted(FILES)
+    assert f"3 documents of {(tmp_path / 'a').resolve()}" in here.stderr
+    nothing = cli("search", "anything", cwd=tmp_path)
+    assert nothing.returncode == 2 and f"No index of {tmp_path.resolve()}" in nothing.stderr.strip().splitlines()[-1]
+
+
+def test_an_index_is_not_updated_from_another_source(tmp_path, capsys):
+    write_files(tmp_path / "a", FILES)
+    write_files(tmp_path / "b", {"b.md": "another folder"})
+    index = str(tmp_path / "index")
+    assert main(["index", str(tmp_path / "a"), "--index", index]) == 0
+    before = _files(tmp_path / "index")
+    assert main(["index", str(tmp_path / "b"), "--index", index]) == 2
+    assert "holds the documents of" in capsys.readouterr().err and _files(tmp_path / "index") == before
+    assert main(["index", str(tmp_path / "b"), "--index", index, "--rebuild"]) == 0  # replaced only when asked
+    assert SearchIndex.load(index).ids == ["b.md"]
+
+
+def test_bm25_ranks_a_folder_without_a_model_or_an_index(tmp_path):
+    write_files(tmp_path / "docs", FILES)
+    result = cli("search", "red planet iron oxide", "--model", "bm25", "--source", str(tmp_path / "docs"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split()[-1] == "astronomy/mars.txt"
+    assert not any(Path(os.environ["MAMBA_RETRIEVAL_CACHE"]).iterdir())  # nothing embedded, nothing saved
+    refused = cli("index", str(tmp_path / "docs"), "--model", "bm25")
+    assert refused.returncode == 2 and "bm25 needs no index" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_one_search_loads_the_model_once_and_hashes_its_weights_once(tmp_path, monkeypatch):
+    """The first search with --source loaded the model twice and hashed every weight file twice; every later search
+    hashed them again. The hash is now kept by file size and modification time."""
+    from mamba_retrieval.modeling.search import searcher
+
+    calls = {"load": 0, "hash": 0}
+    load_encoder, weights_hash = searcher.load_encoder, searcher.weights_hash
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(searcher, "load_encoder", counted("load", load_encoder))
+    monkeypatch.setattr(searcher, "weights_hash", counted("hash", weights_hash))
+    model = tmp_path / "model"
+    write_tiny_folder(model, "mamba")
+    docs = _docs(tmp_path)
+    assert main(["search", "red planet", "--model", str(model), "--source", str(docs)]) == 0
+    assert calls == {"load": 1, "hash": 1}
+    assert main(["search", "bread", "--model", str(model)] + ["--source", str(docs)]) == 0
+    assert calls == {"load": 2, "hash": 1}  # a new command loads the model again; the weights are not re-read
+    os.utime(model / "model.safetensors", ns=(0, 0))  # a changed file: hashed again, and still the same model
+    assert main(["search", "bread", "--model", str(model), "--source", str(docs)]) == 0
+    assert calls == {"load": 3, "hash": 2}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["index", "{docs}", "--model", "{typo}"],
+        ["search", "query", "--model", "{typo}"],
+        ["eval", "{typo}", "--beir-dir", "{docs}"],
+        ["scan", "{typo}", "--question", "q", "--document", "{docs}/cooking/bread.md"],
+        ["card", "{typo}", "--results", "{docs}"],
+        ["train", "{typo}", "{out}", "--data", "{docs}"],
+        ["train-scanner", "{typo}", "{out}", "--data", "{docs}"],
+        ["search", "query", "--model", "../no//such"],
+    ],
+)
+def test_a_mistyped_model_is_one_line_that_says_what_was_tried(tmp_path, argv):
+    """Every command that takes a model: a name that is no folder, no shipped model and no Hub id the cache or the
+    Hub has is one line (it was an 80-line Hub traceback after half a minute of retries)."""
+    docs = _docs(tmp_path)
+    argv = [a.format(docs=docs, typo="mamba-retreival-tiny", out=tmp_path / "out") for a in argv]
+    result = cli(*argv)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert last.startswith(f"mamba-retrieval {argv[0]}: error: ") and "no shipped model" in last, last
+    if "../no//such" in argv:
+        assert "no Hub id" in last
+    else:
+        assert "Did you mean 'mamba-retrieval-tiny'?" in last and "HF_HUB_OFFLINE" in last
+    assert not (tmp_path / "out").exists()
