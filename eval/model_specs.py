@@ -6,6 +6,8 @@ results of other weights never pass for its results. The model is loaded only wh
 resumed run with nothing left to do loads nothing.
 """
 
+import logging
+import re
 from pathlib import Path
 
 import mteb
@@ -14,11 +16,15 @@ from mteb.models.model_meta import ScoringFunction
 
 from mamba_retrieval.modeling.data_files import read_json_or_empty
 from mamba_retrieval.modeling.file_hashes import weights_hash
-from mamba_retrieval.modeling.pretrained import BM25_NAMES, BM25_PARAMETERS, locate_model
+from mamba_retrieval.modeling.pretrained import resolve_shipped
 from mamba_retrieval.modeling.safe_paths import model_name_components, path_component
 
+BM25_NAMES = ("bm25", "bm25s")
+# Anserini's BEIR settings; the data README's SciFact reference (0.6605) uses them.
+BM25_PARAMETERS = {"k1": 0.9, "b": 0.4}
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def minilm_path():
@@ -34,16 +40,32 @@ def minilm_path():
 
 def load_sentence_transformer(name, revision=None, *, path=None, max_length=None, device=None, **kwargs):
     """mteb loader: the model through sentence-transformers, wrapped by mteb so that queries and documents get the
-    model's own `query`/`document` prompts (mteb's PromptType.query/document -> encode_query/encode_document)."""
-    from sentence_transformers import SentenceTransformer
+    model's own `query`/`document` prompts (mteb's PromptType.query/document -> encode_query/encode_document).
 
+    The wrapper loads the model from its name or folder: given a loaded SentenceTransformer, mteb describes it with
+    `ModelMeta.from_sentence_transformer_model`, which calls sentence-transformers' renamed
+    `get_sentence_embedding_dimension` (two FutureWarnings per run), for a meta that `ModelMeta.load_model` then
+    replaces with the one `resolve_model` made."""
     if path is not None:  # a local folder: its own remote code, never a hub download
-        model = SentenceTransformer(str(path), device=device, trust_remote_code=True, local_files_only=True)
+        wrapper = SentenceTransformerEncoderWrapper(
+            str(path), device=device, trust_remote_code=True, local_files_only=True
+        )
     else:
-        model = SentenceTransformer(name, revision=revision, device=device)
+        wrapper = SentenceTransformerEncoderWrapper(name, revision=revision, device=device)
     if max_length is not None:
-        model.max_seq_length = max_length
-    return SentenceTransformerEncoderWrapper(model)
+        wrapper.model.max_seq_length = max_length
+    return wrapper
+
+
+def not_debug(record):
+    return record.levelno >= logging.INFO
+
+
+def quiet_bm25s_debug():
+    """bm25s sets its logger "bm25s" to DEBUG when imported, so its debug records ("Building index from IDs
+    objects") reach whatever handler the root logger has (`eval` installs one for warnings). A filter on that one
+    logger drops its DEBUG records, before or after bm25s is imported; its INFO and warnings still pass."""
+    logging.getLogger("bm25s").addFilter(not_debug)  # once: addFilter skips a filter already there
 
 
 def folder_meta(folder, name, revision, max_length=None):
@@ -77,19 +99,25 @@ def resolve_model(model, *, name=None, revision=None, max_length=None):
     if revision is not None:
         path_component(revision, "--revision")
     if model in BM25_NAMES:
+        quiet_bm25s_debug()
         meta = mteb.get_model_meta("mteb/baseline-bm25s")
         # experiment_kwargs reach BM25Search as its k1/b, and put the results in their own experiment folder.
         return meta.model_copy(update={"experiment_kwargs": dict(BM25_PARAMETERS)})
     if model in MINILM_NAMES:
         path = minilm_path()
         return folder_meta(path, name or MINILM_HUB_NAME, revision, max_length)
-    path = Path(locate_model(model, "MODEL", also=(BM25_NAMES[0], MINILM_NAMES[0])))
+    path = Path(resolve_shipped(model))
     if path.is_dir():
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{path} is not a model folder (no modules.json or config.json); make one with `mamba-retrieval init`."
             )
         return folder_meta(path, name or f"local/{path.absolute().name}", revision, max_length)
+    if path.exists() or not HUB_ID.match(model) or model.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"Model folder {model} does not exist; pass a Hub folder, a sentence-transformers "
+            f"model id, {' / '.join(BM25_NAMES)} or {MINILM_NAMES[0]}."
+        )
     return ModelMeta.create_empty(
         overwrites=dict(
             name=name or model,

@@ -19,10 +19,16 @@ import sentence_transformers
 import torch
 import transformers
 
-from mamba_retrieval.modeling import configuration_mamba_retrieval, modeling_mamba_retrieval
+from mamba_retrieval.modeling import configuration_mamba_retrieval, cpu_scan, modeling_mamba_retrieval
 from mamba_retrieval.modeling.tokenizer import appends_eos
 
-REMOTE_CODE_FILES = (Path(configuration_mamba_retrieval.__file__), Path(modeling_mamba_retrieval.__file__))
+# The model's code, copied into every folder: what `trust_remote_code` runs, needing torch and transformers (and
+# numba for the fused CPU scan of cpu_scan.py, which modeling_mamba_retrieval imports relatively)
+REMOTE_CODE_FILES = (
+    Path(configuration_mamba_retrieval.__file__),
+    Path(modeling_mamba_retrieval.__file__),
+    Path(cpu_scan.__file__),
+)
 AUTO_MAP = {
     "AutoConfig": "configuration_mamba_retrieval.MambaRetrievalConfig",
     "AutoModel": "modeling_mamba_retrieval.MambaForRetrieval",
@@ -320,8 +326,8 @@ batch = tokenizer(["Mamba is a selective state-space model."], padding=True, ret
 embeddings = model(**batch).sentence_embedding  # (batch, {config.hidden_size}), L2-normalised
 ```
 
-Without `pip install mamba-retrieval` the model runs on its readable reference path; with it, on the fast paths
-where available.
+With numba installed the folder's `cpu_scan.py` runs the fused CPU scan; without it, the readable reference path.
+With mamba-ssm and causal-conv1d, the CUDA kernels.
 """
     )
 

@@ -32,8 +32,8 @@ logger = logging.get_logger(__name__)
 
 # Optional fast paths, each probed for its compiled op, not only its package. A Hub folder loaded where none of them
 # is installed runs on the reference scans below.
-try:  # the project's fused CPU scan (numba), present with `pip install mamba-retrieval`
-    from mamba_retrieval.modeling.cpu_scan import fused_scan_available, fused_selective_scan
+try:  # the fused CPU scan (numba): cpu_scan.py sits beside this file, in the package and in every Hub folder
+    from .cpu_scan import fused_scan_available, fused_selective_scan
 
     if not fused_scan_available():
         fused_selective_scan = None
@@ -60,7 +60,7 @@ CUDA_HINT = (
     "pip install mamba-ssm causal-conv1d, built for this torch and CUDA (mamba-ssm's Mamba-1 "
     "selective_scan_cuda op is an opt-in part of its build: enable it)"
 )
-CPU_HINT = "pip install mamba-retrieval (brings the fused CPU scan and numba)"
+CPU_HINT = "pip install numba (the folder's cpu_scan.py then runs it)"
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ def write_shipped_copy(trained_folder, out_dir, force=False, max_seq_length=None
 
 
 def refresh_remote_code(folder=None):
-    """Copy the current remote-code pair (modeling/configuration_mamba_retrieval.py, modeling_mamba_retrieval.py)
-    into a shipped folder, so that it runs the code the tests check. Returns the files that changed."""
+    """Copy the current remote code (hub_folder.REMOTE_CODE_FILES) into a shipped folder, so that it runs the code the
+    tests check. Returns the files that changed."""
     folder = Path(folder or PRETRAINED_DIR / DEFAULT_MODEL)
     changed = []
     for source in REMOTE_CODE_FILES:

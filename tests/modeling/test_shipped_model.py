@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import REPO, run_fresh_python, write_tiny_folder
+from transformers import AutoModel, AutoTokenizer
 
 from mamba_retrieval.modeling import pretrained
 from mamba_retrieval.modeling.cli import main
@@ -118,3 +119,38 @@ def test_shipped_copy_stores_float16_weights_runs_in_float32_and_takes_a_new_tok
     assert json.loads((tmp_path / "trained" / "sentence_bert_config.json").read_text())["max_seq_length"] == 64
     with pytest.raises(FileExistsError):
         write_shipped_copy(tmp_path / "trained", tmp_path / "shipped")
+
+
+def test_a_folder_runs_the_fused_cpu_scan_without_the_package(tmp_path):
+    """The remote code brings cpu_scan.py: where mamba_retrieval is not installed, numba alone gives the fused CPU
+    scan, which is what the warning's hint (`pip install numba`) promises; it used to say `pip install
+    mamba-retrieval`, which no public index serves. The same embedding as the package's own model."""
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(model_path(), folder)
+    code = f"""
+import importlib.abc, sys
+class NoPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "mamba_retrieval":
+            raise ImportError("mamba_retrieval is not installed here")
+sys.meta_path.insert(0, NoPackage())
+import torch
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained({str(folder)!r}, trust_remote_code=True)
+code = sys.modules[type(model).__module__]
+assert code.fused_selective_scan is not None, "no fused scan"
+assert not any(name.startswith("mamba_retrieval") for name in sys.modules)
+with torch.no_grad():
+    print(model(**tokenizer(["Mamba reads long text."], return_tensors="pt")).sentence_embedding[0, :4].tolist())
+"""
+    result = run_fresh_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reference scan" not in result.stderr  # the slow-path warning (and its hint) did not fire
+    model = AutoModel.from_pretrained(model_path(), trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_path(), trust_remote_code=True)
+    with torch.no_grad():
+        expected = model(**tokenizer(["Mamba reads long text."], return_tensors="pt")).sentence_embedding[0, :4]
+    assert torch.allclose(torch.tensor(json.loads(result.stdout.strip().splitlines()[-1])), expected, atol=1e-5)
