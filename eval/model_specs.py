@@ -7,7 +7,6 @@ resumed run with nothing left to do loads nothing.
 """
 
 import logging
-import re
 from pathlib import Path
 
 import mteb
@@ -16,15 +15,11 @@ from mteb.models.model_meta import ScoringFunction
 
 from mamba_retrieval.modeling.data_files import read_json_or_empty
 from mamba_retrieval.modeling.file_hashes import weights_hash
-from mamba_retrieval.modeling.pretrained import resolve_shipped
+from mamba_retrieval.modeling.pretrained import BM25_NAMES, BM25_PARAMETERS, locate_model
 from mamba_retrieval.modeling.safe_paths import model_name_components, path_component
 
-BM25_NAMES = ("bm25", "bm25s")
-# Anserini's BEIR settings; the data README's SciFact reference (0.6605) uses them.
-BM25_PARAMETERS = {"k1": 0.9, "b": 0.4}
 MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def minilm_path():
@@ -106,18 +101,13 @@ def resolve_model(model, *, name=None, revision=None, max_length=None):
     if model in MINILM_NAMES:
         path = minilm_path()
         return folder_meta(path, name or MINILM_HUB_NAME, revision, max_length)
-    path = Path(resolve_shipped(model))
+    path = Path(locate_model(model, "MODEL", also=(BM25_NAMES[0], MINILM_NAMES[0])))
     if path.is_dir():
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{path} is not a model folder (no modules.json or config.json); make one with `mamba-retrieval init`."
             )
         return folder_meta(path, name or f"local/{path.absolute().name}", revision, max_length)
-    if path.exists() or not HUB_ID.match(model) or model.startswith((".", "/", "~")):
-        raise FileNotFoundError(
-            f"Model folder {model} does not exist; pass a Hub folder, a sentence-transformers "
-            f"model id, {' / '.join(BM25_NAMES)} or {MINILM_NAMES[0]}."
-        )
     return ModelMeta.create_empty(
         overwrites=dict(
             name=name or model,
