@@ -16,6 +16,10 @@ pytestmark = [
 # a tqdm bar as it is drawn: "Batches:  50%|█████     | 1/2 [00:01<00:01,  1.1s/it]"; mteb draws its bars itself,
 # so an environment variable cannot turn them off
 PROGRESS_BAR = re.compile(r"[^\r\n|]*\d+%\|[^|\r\n]*\|[^\]\r\n]*\]")
+# on a good model and folder: no Python warning as `warnings` prints it ("...py:991: FutureWarning: ...") and no
+# logger's debug line; a logger's WARNING line (a notice of the project's own, such as the first-run compile of the
+# CPU scan) may stay
+LIBRARY_NOISE = re.compile(r"\w+Warning: |^DEBUG:")
 
 
 def write_small_beir(target, n_queries=3, n_others=5):
@@ -60,15 +64,14 @@ def test_eval_of_the_shipped_model_prints_no_warnings_of_the_libraries(tmp_path)
     """mteb, given a loaded SentenceTransformer, called its renamed `get_sentence_embedding_dimension` (2 x
     FutureWarning)."""
     lines = eval_messages(tmp_path, "mamba-retrieval-tiny")
-    assert not [line for line in lines if "Warning" in line], lines
-    assert lines == [], lines
+    assert not [line for line in lines if LIBRARY_NOISE.search(line)], lines
 
 
 def test_eval_of_bm25_prints_no_debug_lines(tmp_path):
     """bm25s sets its own logger to DEBUG; with the root handler that `eval` installs, its debug lines showed."""
     lines = eval_messages(tmp_path, "bm25")
-    assert not [line for line in lines if "DEBUG" in line], lines
-    assert lines == [], lines
+    assert not [line for line in lines if LIBRARY_NOISE.search(line)], lines
+    assert lines == [], lines  # BM25 has nothing to say on a good folder
 
 
 def test_eval_still_warns_about_the_users_own_model(tmp_path):
