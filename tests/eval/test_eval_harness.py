@@ -345,7 +345,7 @@ def test_bad_input_gives_clear_errors(workspace, tmp_path, capsys):
         return capsys.readouterr().err
 
     out = str(tmp_path / "out")
-    assert "Model folder" in error_of(
+    assert "is no folder here, no shipped model" in error_of(
         "eval", str(tmp_path / "missing"), "--beir-dir", str(workspace["beir"]), "--output", out
     )
     assert "does not exist" in error_of(

@@ -189,3 +189,29 @@ def test_cuda_kernels_match_reference(backbone, dtype, monkeypatch):
     for name, grad in reference[2].items():
         scale = grad.float().abs().max().clamp(min=1e-6)
         assert (fast[2][name].float() - grad.float()).abs().max() <= 10 * tolerance * scale, name
+
+
+@pytest.mark.slow
+@needs_numba
+def test_the_first_compile_of_the_fused_scan_is_announced_once(tmp_path):
+    """A first search sat silent at "Batches 0/2" for ~20 s while numba compiled the scan. With an empty numba cache
+    the first encode says what is happening, once; with the cache filled, a fresh process says nothing."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+from sentence_transformers import SentenceTransformer
+from mamba_retrieval.modeling.pretrained import model_path
+model = SentenceTransformer(model_path(), trust_remote_code=True, device="cpu")
+model.encode_document(["first text", "second text"])
+model.encode_document(["third text"])
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "HF_HUB_OFFLINE": "1"}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    assert runs[0].stderr.count("compiling the fused CPU scan (forward)") == 1, runs[0].stderr[-2000:]
+    assert "compiling" not in runs[1].stderr

@@ -32,8 +32,12 @@ logger = logging.get_logger(__name__)
 
 # Optional fast paths, each probed for its compiled op, not only its package. A Hub folder loaded where none of them
 # is installed runs on the reference scans below.
-try:  # the fused CPU scan (numba): cpu_scan.py sits beside this file, in the package and in every Hub folder
-    from .cpu_scan import fused_scan_available, fused_selective_scan
+try:  # the fused CPU scan (numba): the installed package's first, whose compiled kernel numba caches once for every
+    # folder; else the folder's own cpu_scan.py (numba caches per file, so per folder)
+    try:
+        from mamba_retrieval.modeling.cpu_scan import fused_scan_available, fused_selective_scan
+    except ImportError:
+        from .cpu_scan import fused_scan_available, fused_selective_scan
 
     if not fused_scan_available():
         fused_selective_scan = None
