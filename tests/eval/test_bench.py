@@ -55,10 +55,18 @@ def test_flop_counts_follow_the_weights_of_the_models_compared():
     assert "FLOP ratio BERT-base / Mamba-1 at 8192: 2.55" in bench.flop_bound_lines([8192])
 
 
-@pytest.mark.parametrize("arguments", [["--lengths", "0"], ["--repeats", "0"], ["--long-tokens", "-1"]])
-def test_bad_options_are_clear_errors(arguments, tmp_path, capsys):
-    assert main(["bench", *arguments, "--output-dir", str(tmp_path)]) == 2
-    assert "must be positive" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "arguments, refusal",
+    [
+        (["--lengths", "0"], "0 must be at least 1"),
+        (["--repeats", "0"], "0 must be at least 1"),
+        (["--long-tokens", "-1"], "-1 must be at least 0"),
+    ],
+)
+def test_bad_options_are_clear_errors(arguments, refusal, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # refused at the argument, by argparse
+        main(["bench", *arguments, "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and refusal in capsys.readouterr().err
     assert not (tmp_path / "bench.json").exists()
 
 

@@ -167,7 +167,7 @@ print("EMB", a[0, :3].tolist(), torch.equal(a, b))
     result = run_fresh_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "EMB" in result.stdout and "True" in result.stdout
-    assert result.stderr.count("pip install mamba-retrieval") == 1  # warning_once, not once per layer
+    assert result.stderr.count("pip install numba") == 1  # warning_once, not once per layer
 
 
 @pytest.mark.cuda
