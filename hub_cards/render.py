@@ -215,7 +215,9 @@ def render_card(
         "max_seq_length": read_json_or_empty(folder / "sentence_bert_config.json").get("max_seq_length"),
         "repo_id": repo_id or meta.name,
         "revision": revision or meta.revision,
+        # LlamaIndex takes the prompt strings themselves (query_instruction, text_instruction), not their names
         "query_prompt_repr": repr(prompts.get("query", "")),
+        "document_prompt_repr": repr(prompts.get("document", "")),
         "prompt_rows": "\n".join(f"| {name} | `{text!r}` |" for name, text in prompts.items()),
         "eval_section": section,
         "training_section": training_section(folder),
