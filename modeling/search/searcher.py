@@ -37,9 +37,9 @@ def model_identity(model):
     if not folder.is_dir():
         return model
     folder = folder.resolve()
+    files = sorted({p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
     stamp = [
-        [path.relative_to(folder).as_posix(), path.stat().st_size, path.stat().st_mtime_ns]
-        for path in sorted({p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
+        [path.relative_to(folder).as_posix(), *(lambda st: (st.st_size, st.st_mtime_ns))(path.stat())] for path in files
     ]
     identities_file, identities = cache_dir(IDENTITIES_FILE), {}
     try:

@@ -318,3 +318,11 @@ def test_a_broken_config_is_a_one_line_error_naming_it(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "src"), str(tmp_path / "out")]) == 2
     assert f"{tmp_path / 'src' / 'config.json'} is not valid JSON" in capsys.readouterr().err
     assert_nothing_written(tmp_path / "out")
+
+
+def test_the_format_names_are_the_dispatch_table_in_its_detection_order():
+    """`convert --help` lists conversion.format_names (plain data, no torch); the dispatch is convert.FORMATS."""
+    from mamba_retrieval.conversion.convert import FORMATS
+    from mamba_retrieval.conversion.format_names import FORMAT_DESCRIPTIONS
+
+    assert list(FORMATS) == list(FORMAT_DESCRIPTIONS)
