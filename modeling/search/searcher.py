@@ -38,9 +38,10 @@ def model_identity(model):
         return model
     folder = folder.resolve()
     files = sorted({p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
-    stamp = [
-        [path.relative_to(folder).as_posix(), *(lambda st: (st.st_size, st.st_mtime_ns))(path.stat())] for path in files
-    ]
+    stamp = []
+    for path in files:
+        info = path.stat()
+        stamp.append([path.relative_to(folder).as_posix(), info.st_size, info.st_mtime_ns])
     identities_file, identities = cache_dir(IDENTITIES_FILE), {}
     try:
         identities = json.loads(identities_file.read_text(encoding="utf-8"))
