@@ -76,7 +76,7 @@ def check_output_dir(out_dir, force=False, sources=()):
         raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output path.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise FileExistsError(
-            f"{out_dir} exists and is not empty; choose another output path or pass --force (force=True) to replace it."
+            f"{out_dir} exists and is not empty; choose another output folder or pass --force to replace it."
         )
 
 

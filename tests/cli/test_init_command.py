@@ -52,7 +52,8 @@ def test_init_errors(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("mine")
     assert main(["init", "tiny", str(tmp_path / "taken")]) == 2
-    assert "--force" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert refusal.count("\n") == 1 and "pass --force to replace it" in refusal and "force=True" not in refusal
     assert (tmp_path / "taken" / "x").read_text() == "mine"
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"model_type": "llama"}))
