@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from mamba_retrieval.modeling.data_files import write_text_atomic
+
 ENCODE_MODELS = ("mamba", "mamba2", "mamba-stock", "mamba2-stock", "bert")
 TRAIN_MODELS = ("mamba", "mamba-stock", "mamba2", "mamba2-stock")
 SHAPE_130M = dict(hidden_size=768, num_hidden_layers=24)
@@ -411,7 +413,7 @@ def run_bench(args):
     if results["long_document"]:
         entry = results["long_document"]
         print(f"\nlong document: {json.dumps(entry)}")
-    (output_dir / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(output_dir / "bench.json", json.dumps(results, indent=2) + "\n")
     if not args.no_plot:
         write_plot(results["encode"], output_dir / "bench.png")
     print(f"\nwrote {output_dir / 'bench.json'}" + ("" if args.no_plot else f" and {output_dir / 'bench.png'}"))

@@ -6,6 +6,7 @@ from pathlib import Path
 from mamba_retrieval.eval.leaderboard_bundle import find_model_results
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import sourced_scores, task_result_files
+from mamba_retrieval.modeling.data_files import write_text_atomic
 
 
 def record_metrics(folder, results_dir, metric="ndcg_at_10"):
@@ -29,7 +30,7 @@ def record_metrics(folder, results_dir, metric="ndcg_at_10"):
         "split": sorted({score.split for score in scores}),
         "result_files": sorted({_relative(score.file) for score in scores}),
     }
-    record_file.write_text(json.dumps(record, indent=2) + "\n")
+    write_text_atomic(record_file, json.dumps(record, indent=2) + "\n")
     return record["metrics"]
 
 

@@ -14,7 +14,7 @@ from mamba_retrieval.eval.leaderboard_bundle import count_parameters, find_model
 from mamba_retrieval.eval.model_specs import resolve_model
 from mamba_retrieval.eval.result_files import METRIC_LABELS, read_task_result, sourced_scores, task_result_files
 from mamba_retrieval.eval.task_selection import get_named_task
-from mamba_retrieval.modeling.data_files import read_json_or_empty
+from mamba_retrieval.modeling.data_files import read_json_or_empty, write_text_atomic
 from mamba_retrieval.modeling.pretrained import PRETRAINED_DIR
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -249,11 +249,11 @@ def write_card(folder, results_dir, *, force=False, **options):
     text = render_card(folder, results_dir, **options)
     meta = resolve_model(str(folder), name=options.get("eval_name"), revision=options.get("eval_revision"))
     yaml_files = eval_results_yaml(results_dir, meta)
-    readme.write_text(text)
+    write_text_atomic(readme, text)
     written = [readme]
     if yaml_files:
         (folder / ".eval_results").mkdir(exist_ok=True)
         for name, content in yaml_files.items():
-            (folder / ".eval_results" / name).write_text(content)
+            write_text_atomic(folder / ".eval_results" / name, content)
             written.append(folder / ".eval_results" / name)
     return written

@@ -105,6 +105,12 @@ def atomic_file(path, mode="w"):
         os.close(directory)
 
 
+def write_text_atomic(path, text):
+    """Write `text` to `path`, all or nothing: a run killed mid-write leaves the old file (or none), never half."""
+    with atomic_file(path) as handle:
+        handle.write(text)
+
+
 def write_jsonl(path, rows):
     """Write `rows` as JSONL, all or nothing."""
     with atomic_file(path) as handle:

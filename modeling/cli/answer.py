@@ -7,6 +7,7 @@ from pathlib import Path
 from mamba_retrieval.eval.qa_metrics import MULTIPLE_CHOICE, SYSTEMS
 from mamba_retrieval.modeling.cli.arguments import count_or_fraction
 from mamba_retrieval.modeling.cli.llm_options import add_llm_arguments, client_from_args
+from mamba_retrieval.modeling.data_files import write_text_atomic
 from mamba_retrieval.modeling.file_hashes import file_sha256
 from mamba_retrieval.modeling.pretrained import locate_model
 
@@ -120,7 +121,7 @@ def run(args):
         "table": table,
         "llm": usage,
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
     print(markdown_tables(table))
     print("LLM: " + "; ".join(f"{who}: " + ", ".join(f"{k} {v}" for k, v in u.items()) for who, u in usage.items()))
     print(f"wrote {out / 'answers.jsonl'} and {out / 'results.json'}")

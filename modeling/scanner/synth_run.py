@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from mamba_retrieval.modeling import data_files
-from mamba_retrieval.modeling.data_files import read_jsonl, read_qrels, write_jsonl
+from mamba_retrieval.modeling.data_files import read_jsonl, read_qrels, write_jsonl, write_text_atomic
 from mamba_retrieval.modeling.scanner import synthetic_data as sd
 from mamba_retrieval.modeling.scanner.llm_client import LLMError
 from mamba_retrieval.modeling.scanner.segmentation import segment_document
@@ -55,7 +55,7 @@ class SynthRun:
                     f"another output folder, or remove it to start over."
                 )
         else:
-            manifest.write_text(json.dumps(settings, indent=2) + "\n")
+            write_text_atomic(manifest, json.dumps(settings, indent=2) + "\n")
         stats_path = self.out / "stats.json"
         if stats_path.exists():
             self.stats = json.loads(stats_path.read_text())
@@ -78,7 +78,7 @@ class SynthRun:
                     self.stats[step]["llm_model"] = self.client.model
                 if self.client is not None:
                     self.stats["llm_this_run"] = self.client.usage()
-                (self.out / "stats.json").write_text(json.dumps(self.stats, indent=2) + "\n")
+                write_text_atomic(self.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
                 print(
                     f"[{step}] kept {len(results)}, skipped {sum(skipped.values())}"
                     f"{' ' + str(skipped) if skipped else ''} -> {path}",

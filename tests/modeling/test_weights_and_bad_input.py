@@ -87,3 +87,17 @@ def test_missing_trust_remote_code_is_a_clear_error(tiny_folder, tmp_path):
     result = run_fresh_python(code, tmp_path)
     assert result.returncode != 0
     assert "trust_remote_code" in result.stderr
+
+
+def test_a_failed_text_write_leaves_the_old_file_and_no_partial(tmp_path):
+    """write_text_atomic is how a user's existing file (a card, a training record, synth's stats) is rewritten: an
+    error mid-write (here a text that cannot be encoded) leaves the old file whole and no temporary beside it."""
+    from mamba_retrieval.modeling.data_files import write_text_atomic
+
+    target = tmp_path / "stats.json"
+    target.write_text('{"kept": 3}\n')
+    with pytest.raises(UnicodeEncodeError):
+        write_text_atomic(target, '{"kept": 4, "note": "\ud800"}\n')
+    assert target.read_text() == '{"kept": 3}\n' and [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+    write_text_atomic(target, '{"kept": 4}\n')
+    assert target.read_text() == '{"kept": 4}\n'
