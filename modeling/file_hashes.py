@@ -7,13 +7,17 @@ changed encoder changes it.
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mamba_retrieval.modeling.data_files import atomic_file, cache_dir
+
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "config.json")
 BLOCK = 1 << 22
 LARGE = 1 << 28  # bytes from which hashing (or reading, conversion.checkpoint_files) shows a progress bar
+IDENTITIES_FILE = "model-identities.json"  # in the cache folder: weights hashes by the files' sizes and mtimes
 
 
 def update_digest(digest, path):
@@ -53,3 +57,52 @@ def weights_hash(folder):
             f"{folder} holds no weights (*.safetensors or pytorch_model.bin); is it a model folder?"
         )
     return files_hash(files, root=folder)
+
+
+def model_identity(model):
+    """What the index records about its model: a local folder by path and weights hash, anything else by name.
+    The hash is kept in the cache, keyed by the weight files' sizes and modification times, so a search does not
+    read every weight file again (a changed file changes its stamp and is hashed anew)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    folder = folder.resolve()
+    files = sorted({p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
+    stamp = []
+    for path in files:
+        info = path.stat()
+        stamp.append([path.relative_to(folder).as_posix(), info.st_size, info.st_mtime_ns])
+    identities_file, identities = cache_dir(IDENTITIES_FILE), {}
+    try:
+        identities = json.loads(identities_file.read_text(encoding="utf-8"))
+        known = identities[str(folder)]
+        if known["stamp"] == stamp:
+            return f"{folder}#{known['hash']}"
+    except (OSError, ValueError, KeyError, TypeError):  # not cached yet, or a damaged cache: hash again
+        pass
+    if not isinstance(identities, dict):
+        identities = {}
+    digest = weights_hash(folder)
+    identities[str(folder)] = {"stamp": stamp, "hash": digest}
+    try:
+        identities_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(identities_file) as handle:
+            handle.write(json.dumps(identities, indent=1))
+    except OSError:  # a read-only cache costs a hash per run, nothing else
+        pass
+    return f"{folder}#{digest}"
+
+
+def names_model(stored, model, identity):
+    """True when an index's stored model identity is `model`'s (`identity`, its model_identity). Indexes written
+    before identities used file_hashes.weights_hash stored `path#<16 hex of the top-level weight files' bytes>`: they
+    still match (and are saved under the current identity at their next update)."""
+    if stored == identity:
+        return True
+    folder = Path(model)
+    if not folder.is_dir() or not stored.startswith(f"{folder.resolve()}#") or "#sha256-" in stored:
+        return False
+    digest = hashlib.sha256()
+    for weights in sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin")):
+        update_digest(digest, weights)
+    return stored == f"{folder.resolve()}#{digest.hexdigest()[:16]}"

@@ -7,18 +7,15 @@ An index records its source, and an update from another source is refused.
 
 import functools
 import hashlib
-import json
 import sys
 from pathlib import Path
 
-from mamba_retrieval.modeling.data_files import atomic_file, cache_dir
-from mamba_retrieval.modeling.file_hashes import WEIGHT_PATTERNS, update_digest, weights_hash
+from mamba_retrieval.modeling.data_files import cache_dir
+from mamba_retrieval.modeling.file_hashes import model_identity, names_model
 from mamba_retrieval.modeling.pretrained import BM25_PARAMETERS
 from mamba_retrieval.modeling.safe_paths import path_component
 from mamba_retrieval.modeling.search.documents import read_source
 from mamba_retrieval.modeling.search.index import SearchIndex, update_index
-
-IDENTITIES_FILE = "model-identities.json"
 
 
 def default_index(source, model):
@@ -27,55 +24,6 @@ def default_index(source, model):
     key = hashlib.sha256(f"{source}\0{model}".encode()).hexdigest()[:16]
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.name).strip(".") or "root"
     return cache_dir("indexes", path_component(f"{name}-{key}", "index name"))
-
-
-def model_identity(model):
-    """What the index records about its model: a local folder by path and weights hash, anything else by name.
-    The hash is kept in the cache, keyed by the weight files' sizes and modification times, so a search does not
-    read every weight file again (a changed file changes its stamp and is hashed anew)."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return model
-    folder = folder.resolve()
-    files = sorted({p for pattern in WEIGHT_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
-    stamp = []
-    for path in files:
-        info = path.stat()
-        stamp.append([path.relative_to(folder).as_posix(), info.st_size, info.st_mtime_ns])
-    identities_file, identities = cache_dir(IDENTITIES_FILE), {}
-    try:
-        identities = json.loads(identities_file.read_text(encoding="utf-8"))
-        known = identities[str(folder)]
-        if known["stamp"] == stamp:
-            return f"{folder}#{known['hash']}"
-    except (OSError, ValueError, KeyError, TypeError):  # not cached yet, or a damaged cache: hash again
-        pass
-    if not isinstance(identities, dict):
-        identities = {}
-    digest = weights_hash(folder)
-    identities[str(folder)] = {"stamp": stamp, "hash": digest}
-    try:
-        identities_file.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(identities_file) as handle:
-            handle.write(json.dumps(identities, indent=1))
-    except OSError:  # a read-only cache costs a hash per run, nothing else
-        pass
-    return f"{folder}#{digest}"
-
-
-def names_model(stored, model, identity):
-    """True when an index's stored model identity is `model`'s (`identity`, its model_identity). Indexes written
-    before identities used file_hashes.weights_hash stored `path#<16 hex of the top-level weight files' bytes>`: they
-    still match (and are saved under the current identity at their next update)."""
-    if stored == identity:
-        return True
-    folder = Path(model)
-    if not folder.is_dir() or not stored.startswith(f"{folder.resolve()}#") or "#sha256-" in stored:
-        return False
-    digest = hashlib.sha256()
-    for weights in sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin")):
-        update_digest(digest, weights)
-    return stored == f"{folder.resolve()}#{digest.hexdigest()[:16]}"
 
 
 def load_encoder(model, max_length=None):

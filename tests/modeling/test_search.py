@@ -167,8 +167,7 @@ def _docs(tmp_path):
 def test_one_identity_for_every_folder_layout(tmp_path):
     """The index, eval revisions and cards name weights by one hash (file_hashes.weights_hash), sub-folders included:
     a query/ + document/ folder whose document encoder changes is another model."""
-    from mamba_retrieval.modeling.file_hashes import weights_hash
-    from mamba_retrieval.modeling.search.searcher import model_identity
+    from mamba_retrieval.modeling.file_hashes import model_identity, weights_hash
 
     folder = tmp_path / "two-encoders"
     for role, seed in (("query", 0), ("document", 1)):
@@ -189,8 +188,8 @@ def test_an_index_written_before_the_one_identity_still_matches_its_model(tmp_pa
     writes today's layout and identity."""
     import hashlib
 
+    from mamba_retrieval.modeling.file_hashes import model_identity
     from mamba_retrieval.modeling.search.index import SearchIndex
-    from mamba_retrieval.modeling.search.searcher import model_identity
 
     model = tmp_path / "model"
     write_tiny_folder(model, "mamba")
@@ -325,10 +324,11 @@ def test_bm25_ranks_a_folder_without_a_model_or_an_index(tmp_path):
 def test_one_search_loads_the_model_once_and_hashes_its_weights_once(tmp_path, monkeypatch):
     """The first search with --source loaded the model twice and hashed every weight file twice; every later search
     hashed them again. The hash is now kept by file size and modification time."""
+    from mamba_retrieval.modeling import file_hashes
     from mamba_retrieval.modeling.search import searcher
 
     calls = {"load": 0, "hash": 0}
-    load_encoder, weights_hash = searcher.load_encoder, searcher.weights_hash
+    load_encoder, weights_hash = searcher.load_encoder, file_hashes.weights_hash
 
     def counted(name, function):
         def wrapper(*args, **kwargs):
@@ -338,7 +338,7 @@ def test_one_search_loads_the_model_once_and_hashes_its_weights_once(tmp_path, m
         return wrapper
 
     monkeypatch.setattr(searcher, "load_encoder", counted("load", load_encoder))
-    monkeypatch.setattr(searcher, "weights_hash", counted("hash", weights_hash))
+    monkeypatch.setattr(file_hashes, "weights_hash", counted("hash", weights_hash))
     model = tmp_path / "model"
     write_tiny_folder(model, "mamba")
     docs = _docs(tmp_path)
