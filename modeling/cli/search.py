@@ -5,6 +5,7 @@ from pathlib import Path
 
 from mamba_retrieval.modeling.cli.arguments import positive_int
 from mamba_retrieval.modeling.pretrained import BM25_NAMES, DEFAULT_MODEL, locate_model
+from mamba_retrieval.modeling.search.approximate import APPROXIMATE_MIN_DOCUMENTS
 from mamba_retrieval.modeling.search.index import has_index
 from mamba_retrieval.modeling.search.searcher import Retriever, bm25_search, build_or_update, default_index, search
 
@@ -33,8 +34,27 @@ def register(subparsers):
         "document is embedded whole. Each source has its own index (per model), so indexing one folder never "
         "replaces another's.",
     )
-    index.add_argument("source", help="folder of .txt/.md files, a corpus.jsonl, or a BEIR folder")
+    index.add_argument("source", nargs="?", help="folder of .txt/.md files, a corpus.jsonl, or a BEIR folder")
     _add_model_arguments(index)
+    index.add_argument(
+        "--from-embeddings",
+        metavar="EMBEDDINGS",
+        help="instead of SOURCE: index the float32/float16 shards `mamba-retrieval encode` wrote to this folder "
+        "(no model is loaded; search it with the model that encoded it)",
+    )
+    index.add_argument(
+        "--approximate",
+        choices=("auto", "hnsw", "ivf", "none"),
+        default="auto",
+        help="with --from-embeddings: also build a faiss index searched instead of the exact embeddings, and print "
+        "its recall@10 against the exact search (auto: hnsw from --approximate-above rows on)",
+    )
+    index.add_argument(
+        "--approximate-above",
+        type=positive_int,
+        default=APPROXIMATE_MIN_DOCUMENTS,
+        help="rows from which --approximate auto builds an hnsw index",
+    )
     index.add_argument("--batch-size", type=positive_int, default=8, help="documents embedded at once")
     index.add_argument("--max-length", type=positive_int, help="tokens per document (default: the model's)")
     index.add_argument("--rebuild", action="store_true", help="re-embed everything (e.g. with another model)")
@@ -68,6 +88,15 @@ def _index_dir(args, source, model):
 
 
 def run_index(args):
+    if (args.source is None) == (args.from_embeddings is None):
+        raise ValueError("Give SOURCE (files to embed) or --from-embeddings FOLDER (shards of `encode`), not both.")
+    if args.from_embeddings is not None:
+        from mamba_retrieval.modeling.encoding.to_index import build_from_embeddings
+
+        index_dir = Path(args.index) if args.index else default_index(args.from_embeddings, "embeddings")
+        build_from_embeddings(args.from_embeddings, index_dir, args.approximate, args.approximate_above, args.rebuild)
+        print(f"search it with: mamba-retrieval search QUERY --index {index_dir} --model MODEL", file=sys.stderr)
+        return
     if args.model in BM25_NAMES:
         raise ValueError(
             "bm25 needs no index: `mamba-retrieval search QUERY --model bm25 --source SOURCE` ranks the files directly."

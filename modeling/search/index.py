@@ -8,7 +8,9 @@ A save writes a new version completely, then replaces `CURRENT` in one atomic re
 so a reader sees the old index or the new one, never a mix, whenever a writer is killed. Writers take a lock on
 `.lock`, so two `index` runs on one index take turns instead of losing an update. A version's table and embeddings
 carry a checksum of both: a damaged or mismatched file (NaN, a cut or extended file, swapped ids, another
-dimension, broken JSON) is refused with the file's name and `--rebuild`, never searched.
+dimension, broken JSON) is refused with the file's name and `--rebuild`, never searched. An index built from
+`mamba-retrieval encode` shards may also hold an approximate faiss index (`approximate.faiss`, see approximate.py),
+bound to the table by its size and sha256.
 """
 
 import contextlib
@@ -22,8 +24,10 @@ import numpy as np
 
 from mamba_retrieval.modeling.data_files import atomic_file
 from mamba_retrieval.modeling.safe_paths import path_component
+from mamba_retrieval.modeling.search import approximate as ann
 
 INDEX_FILE, EMBEDDINGS_FILE, CURRENT_FILE, LOCK_FILE = "index.json", "embeddings.npy", "CURRENT", ".lock"
+APPROXIMATE_FILE = "approximate.faiss"
 FAISS_MIN_DOCUMENTS = 50_000  # below this an exact numpy search is as fast as faiss
 FORMAT_VERSION = 2  # 1: index.json + embeddings.npy in the index folder itself (still read; the next save converts)
 REBUILD = "rebuild it with `mamba-retrieval index SOURCE --rebuild`"
@@ -39,9 +43,11 @@ def checksum(model_name, ids, hashes, embeddings):
 
 
 class SearchIndex:
-    def __init__(self, model_name, ids, hashes, embeddings, source=None):
+    def __init__(self, model_name, ids, hashes, embeddings, source=None, approximate=None, approximate_meta=None):
         self.model_name, self.ids, self.hashes, self.embeddings = model_name, ids, hashes, embeddings
         self.source = source  # the resolved path of what was indexed (None: an index from before it was recorded)
+        # a faiss index over the same rows, searched instead of the exact embeddings; its kind and measured recall
+        self.approximate, self.approximate_meta = approximate, approximate_meta
 
     @classmethod
     def load(cls, folder):
@@ -98,7 +104,21 @@ class SearchIndex:
                 )
             if meta.get("checksum") != checksum(model_name, ids, hashes, embeddings):
                 raise damaged(version, "has a table and embeddings that do not belong together (checksum)")
-        return cls(model_name, ids, hashes, embeddings, meta.get("source"))
+        approximate, approximate_meta = None, meta.get("approximate")
+        if approximate_meta is not None:
+            path = version / APPROXIMATE_FILE
+            if not path.is_file() and version.is_dir():  # (a version removed by a writer: load() reads CURRENT again)
+                raise damaged(path, "is missing")
+            data = path.read_bytes()
+            if (
+                not isinstance(approximate_meta, dict)
+                or approximate_meta.get("sha256") != hashlib.sha256(data).hexdigest()
+            ):
+                raise damaged(path, "does not match its sha256 in the table")
+            approximate = ann.deserialize(data)
+            if approximate.ntotal != len(ids) or approximate.d != embeddings.shape[1]:
+                raise damaged(path, f"holds {approximate.ntotal} rows of {approximate.d} for {len(ids)} documents")
+        return cls(model_name, ids, hashes, embeddings, meta.get("source"), approximate, approximate_meta)
 
     def save(self, folder):
         """Write a new version and make it current in one rename; older versions are removed afterwards."""
@@ -120,6 +140,11 @@ class SearchIndex:
             with atomic_file(version / EMBEDDINGS_FILE, "wb") as f:
                 np.save(f, embeddings, allow_pickle=False)
             meta["embeddings_bytes"] = (version / EMBEDDINGS_FILE).stat().st_size  # a cut or extended file differs
+            if self.approximate is not None:
+                data = ann.serialize(self.approximate)
+                with atomic_file(version / APPROXIMATE_FILE, "wb") as f:
+                    f.write(data)
+                meta["approximate"] = {**(self.approximate_meta or {}), "sha256": hashlib.sha256(data).hexdigest()}
             with atomic_file(version / INDEX_FILE, "wb") as f:
                 f.write(json.dumps(meta, indent=1).encode())
             with atomic_file(folder / CURRENT_FILE, "wb") as f:  # the one switch
@@ -138,6 +163,9 @@ class SearchIndex:
 
     def search(self, query_embedding, k):
         k = min(k, len(self.ids))
+        if self.approximate is not None:
+            scores, rows = ann.search(self.approximate, query_embedding[None], k)
+            return [(self.ids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
         if len(self.ids) >= FAISS_MIN_DOCUMENTS and _faiss() is not None:
             return self._search_faiss(query_embedding, k)
         scores = self.embeddings @ query_embedding
