@@ -1,0 +1,75 @@
+"""The model a server serves: its names, the prompt each name applies, token counts, and encoding.
+
+A folder `NAME` is served under three names, so that any OpenAI client, which sends nothing but a model name, can
+ask for queries or documents:
+
+- `NAME`: `SentenceTransformer.encode` (the folder's default prompt, if it names one);
+- `NAME-query`: `encode_query` (the folder's `query` prompt);
+- `NAME-document`: `encode_document` (the folder's `document` prompt).
+"""
+
+import copy
+import threading
+
+from mamba_retrieval.modeling.search.searcher import load_encoder, longest_token
+
+KINDS = (None, "query", "document")  # None: plain encode
+
+
+class ServedModel:
+    """One SentenceTransformer and what the server needs around it. `encode` is called from the batcher's single
+    worker thread only; `count_tokens` from any thread (it has its own tokenizer and lock: a fast tokenizer shared
+    between threads fails with "Already borrowed" while the other thread changes its padding)."""
+
+    def __init__(self, model, name, encoder=None):
+        self.name = name
+        self.encoder = encoder if encoder is not None else load_encoder(model)
+        self.max_seq_length = self.encoder.max_seq_length
+        self._counter = copy.deepcopy(self.encoder.tokenizer)
+        self._count_lock = threading.Lock()
+        self._longest_token = longest_token(self._counter)
+        self.prompts = {kind: self._prompt(kind) for kind in KINDS}
+        # one text encoded before the first request: it gives the embedding size and compiles what compiles once
+        self.dimension = self.encode(None, ["warm-up"], 1).shape[1]
+
+    def _prompt(self, kind):
+        """The prompt string encode / encode_query / encode_document would apply (sentence-transformers' rule: the
+        kind's own prompt if the folder has one, else the default prompt)."""
+        prompts = self.encoder.prompts
+        prompt_name = kind if kind in prompts else self.encoder.default_prompt_name
+        return prompts.get(prompt_name) if prompt_name else None
+
+    @property
+    def names(self):
+        """served name -> kind"""
+        return {self.name: None, f"{self.name}-query": "query", f"{self.name}-document": "document"}
+
+    def count_tokens(self, texts, kind, limit):
+        """Tokens the model reads for each text (prompt and end-of-text token included). A text too long to hold
+        `limit` tokens or fewer is not tokenized: its count is its lower bound, len / the longest token's length."""
+        prompt = self.prompts[kind] or ""
+        counts = [None] * len(texts)
+        short = []
+        for position, text in enumerate(texts):
+            if len(prompt) + len(text) > limit * self._longest_token:
+                counts[position] = -(-(len(prompt) + len(text)) // self._longest_token)
+            else:
+                short.append(position)
+        if short:
+            with self._count_lock:
+                encoded = self._counter([prompt + texts[p] for p in short], return_attention_mask=False)
+            for position, ids in zip(short, encoded["input_ids"]):
+                counts[position] = len(ids)
+        return counts
+
+    def encode(self, kind, texts, batch_size):
+        """L2-normalised float32 embeddings (numpy), as the sentence-transformers method of `kind` gives them."""
+        method = {None: self.encoder.encode, "query": self.encoder.encode_query}.get(kind, self.encoder.encode_document)
+        return method(
+            texts,
+            prompt=self.prompts[kind],
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
