@@ -190,6 +190,10 @@ step() { # step NAME MAX_SECONDS FUNCTION [PIN...]: run FUNCTION under a time li
         declare -f "$fn" | sed '1,2d;$d'
         return 0
     fi
+    # a build that ended without wheels leaves phase B nothing to do: its reserve goes back to phase A
+    if [ -n "${BUILD_PID:-}" ] && ! kill -0 "$BUILD_PID" 2>/dev/null && ! grep -q '^build  *ok ' "$WORK/steps.tsv"; then
+        KEEP=0
+    fi
     limit=$((DEADLINE - $(date +%s) - 15 - KEEP))
     [ "$max" -lt "$limit" ] && limit=$max
     if [ "$limit" -lt 10 ]; then
@@ -226,15 +230,12 @@ else
     TRACE_PID=$!
 fi
 
-# Phase 0: what is here; the carried wheels it lacks; the project
+# Phase 0: what is here, the carried files, the build (background), the carried wheels the machine lacks, the project
 step env 60 do_env
 step carry 30 do_carry
-step deps 120 do_deps
-step install 120 do_install
-step probe-nokernels 60 do_probe "${FG_PIN[@]}"
 
-# Phase A: the paths that need no build, while the kernels build beside them (their wheels are installed only after
-# phase A, so that no phase-A process sees half of them)
+# The build, in the background from here on: the longest step, and it needs only torch, nvcc and the sources. Its
+# wheels are installed after phase A, so that no phase-A process sees half of them.
 BUILD_PID=""
 if [ "$DRY_RUN" = 1 ]; then
     STEP_QUIET=1 step build "min(420, what phase B leaves)" do_build "${BUILD_PIN[@]}"
@@ -248,6 +249,12 @@ else
     STEP_QUIET=1 step build "$build_max" do_build "${BUILD_PIN[@]}" &
     BUILD_PID=$! KEEP=$PHASE_B_RESERVE
 fi
+
+step deps 120 do_deps "${FG_PIN[@]}"
+step install 120 do_install "${FG_PIN[@]}"
+step probe-nokernels 60 do_probe "${FG_PIN[@]}"
+
+# Phase A: the paths that need no build, while the kernels build beside them
 export PHASE=nokernels
 step tests-nokernels 150 do_tests "${FG_PIN[@]}"
 step fallback-speed 90 do_fallback_speed "${FG_PIN[@]}"
@@ -256,6 +263,14 @@ if [ -n "$BUILD_PID" ]; then
     log "waiting for the build (logs/build.log)"
     wait "$BUILD_PID"
     cat "$WORK/logs/build.log" >>"$RUNLOG"
+    # ninja's own record of each compiled file (start and end in ms), also of a build cut short: the next run's plan
+    for ninja_log in "$WORK"/build/*/build/*/.ninja_log; do
+        [ -f "$ninja_log" ] || continue
+        package=${ninja_log#"$WORK"/build/}
+        cp "$ninja_log" "$WORK/logs/ninja_log-${package%%/*}.txt"
+        awk -F'\t' -v p="${package%%/*}" '!/^#/ { printf "%s: %6.1f s  %s\n", p, ($2 - $1) / 1000, $4 }' \
+            "$ninja_log" | tee -a "$RUNLOG"
+    done
 fi
 KEEP=0
 

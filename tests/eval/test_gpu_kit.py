@@ -19,10 +19,10 @@ FETCH = REPO / "eval" / "gpu" / "fetch.sh"
 STEPS = [
     "env",
     "carry",
+    "build",
     "deps",
     "install",
     "probe-nokernels",
-    "build",
     "tests-nokernels",
     "fallback-speed",
     "bench-nokernels",
