@@ -6,10 +6,11 @@
 # run goes on. OUT gets summary.txt, run.log and results.tar.gz (every log and result file), updated after each step.
 #
 #   bash eval/gpu/run.sh --out DIR [--kit gpu-kit] [--budget 540] [--skip-build] [--work DIR]
+#   (--work: the scratch folder, default /tmp/mamba-retrieval-gpu-kit; its logs, results and env are replaced)
 #   bash eval/gpu/run.sh --dry-run [--kit gpu-kit]   print every step and its commands; check the carried files
 set -uo pipefail # not -e: a failed step is recorded and the next one runs
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT="" KIT=gpu-kit BUDGET=540 SKIP_BUILD=0 DRY_RUN=0 WORK=""
@@ -27,6 +28,10 @@ while [ $# -gt 0 ]; do
 done
 [[ $BUDGET =~ ^[0-9]+$ ]] && [ "$BUDGET" -ge 60 ] || { echo "error: --budget takes whole seconds, 60 or more" >&2; exit 2; }
 [ "$DRY_RUN" = 1 ] || [ -n "$OUT" ] || { echo "error: --out DIR is required (or --dry-run)" >&2; exit 2; }
+for name in summary.txt run.log results.tar.gz; do
+    [ -n "$OUT" ] && [ -e "$OUT/$name" ] &&
+        { echo "error: $OUT already holds a kit run ($name): give --out an empty or new folder" >&2; exit 2; }
+done
 cd "$REPO" || exit 2
 case $KIT in /*) ;; *) KIT=$REPO/$KIT ;; esac
 
@@ -120,6 +125,7 @@ do_build() {
     arch=$("$PYTHON" eval/gpu/kit.py arch) || return 1
     echo "GPU arch: sm_$arch; MAX_JOBS=$BUILD_JOBS per package"
     mkdir -p "$WORK/build" "$WORK/built"
+    rm -f "$WORK"/built/*.whl # half of an earlier build: both anew
     for package in causal_conv1d mamba_ssm; do
         sdist=$(ls "$KIT"/sdist/"$package"-*.tar.gz 2>/dev/null | head -1)
         [ -n "$sdist" ] || { echo "$package: no sdist in $KIT/sdist"; status=1; continue; }
@@ -221,9 +227,11 @@ if [ "$DRY_RUN" = 1 ]; then
     echo "dry run: python $PYTHON, kit $KIT, work $WORK, budget ${BUDGET}s, $CORES cores"
     echo "pinning: foreground ${FG_PIN[*]:-none}, build ${BUILD_PIN[*]:-none} with MAX_JOBS=$BUILD_JOBS"
 else
+    # an earlier run's logs and results must not pass for this one's (its built wheels and installed ones stay)
+    rm -rf "$WORK/logs" "$WORK/results" "$WORK/env" "$WORK/steps.tsv"
     mkdir -p "$OUT" "$WORK/logs" "$WORK/results" "$WORK/env" || exit 2
     OUT=$(cd "$OUT" && pwd) RUNLOG=$OUT/run.log
-    rm -f "$WORK/steps.tsv" "$RUNLOG"
+    rm -f "$RUNLOG"
     log "mamba-retrieval GPU kit: repo $REPO, kit $KIT, work $WORK, out $OUT, budget ${BUDGET}s"
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,clocks.sm,power.draw,temperature.gpu \
         --format=csv -l 1 >"$WORK/env/gpu-trace.csv" 2>&1 &
@@ -243,6 +251,8 @@ elif ls "$KIT"/built/*.whl >/dev/null 2>&1; then
     record build skipped - 0 - "built wheels carried in $KIT/built"
 elif [ "$SKIP_BUILD" = 1 ]; then
     record build skipped - 0 - "--skip-build"
+elif ls "$WORK"/built/mamba_ssm-*.whl "$WORK"/built/causal_conv1d-*.whl >/dev/null 2>&1; then
+    record build skipped - 0 - "built by an earlier run on this machine ($WORK/built)"
 else
     build_max=$((DEADLINE - $(date +%s) - PHASE_B_RESERVE))
     [ "$build_max" -gt 420 ] && build_max=420

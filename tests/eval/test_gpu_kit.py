@@ -142,6 +142,15 @@ def test_bad_arguments_get_one_line(args, message):
     assert result.stderr.strip().startswith(message) and result.stderr.count("\n") == 1
 
 
+def test_an_earlier_runs_output_is_never_overwritten(tmp_path):
+    (tmp_path / "summary.txt").write_text("the last run's summary")
+    result = run_script("--out", tmp_path)
+    assert result.returncode == 2
+    expected = f"error: {tmp_path} already holds a kit run (summary.txt): give --out an empty or new folder\n"
+    assert result.stderr == expected
+    assert (tmp_path / "summary.txt").read_text() == "the last run's summary"
+
+
 def test_the_patch_keeps_the_gpus_arch_alone():
     kit = load_kit()
     patched = kit.patch_gencode(SETUP_PY, "90")
