@@ -112,10 +112,12 @@ do_fallback_speed() {
 }
 
 do_bench() {
+    # --stream-chunk-size 0: ours in one pass. Streamed chunks carry a state, which mamba_ssm's Mamba-1 op does not
+    # take, so a streamed Mamba-1 would time the fallback scan even with the kernels; memory is no limit there.
     "$PYTHON" -m mamba_retrieval.modeling.cli bench --device cuda \
         --models mamba mamba2 mamba-stock mamba2-stock bert --lengths 512 2048 8192 32768 --batch-sizes 1 8 \
         --train-models mamba mamba2 --output-dir "$WORK/results/bench-$PHASE" --no-plot \
-        --max-seconds "$BENCH_MAX_SECONDS"
+        --max-seconds "$BENCH_MAX_SECONDS" --stream-chunk-size 0
 }
 
 do_build() {

@@ -95,6 +95,7 @@ def test_the_dry_run_lists_every_step_in_order_with_its_commands(tmp_path):
         "--batch-sizes 1 8 --train-models mamba mamba2 --output-dir"
     )
     assert commands.count(bench) == 2  # without and with the kernels
+    assert '--max-seconds "$BENCH_MAX_SECONDS" --stream-chunk-size 0' in commands  # the CUDA op takes no state
     assert "MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE" in commands  # no GitHub download attempt
     assert "patch-gencode" in commands and "pip install --no-index --no-deps --no-build-isolation -e ." in commands
     for name in CARRIED:
