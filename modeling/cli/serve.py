@@ -87,26 +87,30 @@ def run(args):
     from mamba_retrieval.modeling.pretrained import locate_model
 
     model = locate_model(args.model, option="MODEL")
-    sock = listening_socket(args.host, args.port)
-    from mamba_retrieval.modeling.serving.app import serve
-    from mamba_retrieval.modeling.serving.openai_api import Limits
-    from mamba_retrieval.modeling.serving.served_model import ServedModel
+    with listening_socket(args.host, args.port) as sock:  # closed again whatever happens next
+        from mamba_retrieval.modeling.serving.app import serve
+        from mamba_retrieval.modeling.serving.openai_api import Limits
+        from mamba_retrieval.modeling.serving.served_model import ServedModel
 
-    name = args.served_name or (Path(model).name if Path(model).is_dir() else model)
-    served = ServedModel(model, name)
-    tokens_per_input = args.max_tokens_per_input or min(DEFAULT_TOKENS_PER_INPUT, served.max_seq_length)
-    if tokens_per_input > served.max_seq_length:
-        raise ValueError(
-            f"--max-tokens-per-input {tokens_per_input}: {name} reads at most {served.max_seq_length} tokens; "
-            "longer inputs would be cut, and this server refuses rather than cuts."
+        name = args.served_name or (Path(model).name if Path(model).is_dir() else model)
+        served = ServedModel(model, name)
+        tokens_per_input = args.max_tokens_per_input or min(DEFAULT_TOKENS_PER_INPUT, served.max_seq_length)
+        if tokens_per_input > served.max_seq_length:
+            raise ValueError(
+                f"--max-tokens-per-input {tokens_per_input}: {name} reads at most {served.max_seq_length} tokens; "
+                "longer inputs would be cut, and this server refuses rather than cuts."
+            )
+        limits = Limits(args.max_inputs, tokens_per_input, args.max_request_tokens)
+        host, port = sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        print(
+            f"serving {', '.join(served.names)} at http://{host}:{port}/v1 (POST /v1/embeddings, GET /v1/models, "
+            f"GET /health); batches of up to {args.max_batch} texts; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
         )
-    limits = Limits(args.max_inputs, tokens_per_input, args.max_request_tokens)
-    host, port = sock.getsockname()[:2]
-    host = f"[{host}]" if ":" in host else host
-    print(
-        f"serving {', '.join(served.names)} at http://{host}:{port}/v1 (POST /v1/embeddings, GET /v1/models, "
-        f"GET /health); batches of up to {args.max_batch} texts; Ctrl-C stops",
-        file=sys.stderr,
-        flush=True,
-    )
-    serve(served, sock, limits, args.max_batch, args.max_wait_ms / 1000, args.access_log)
+        try:
+            serve(served, sock, limits, args.max_batch, args.max_wait_ms / 1000, args.access_log)
+        except KeyboardInterrupt:  # uvicorn raises Ctrl-C's signal again once it has shut down cleanly
+            print("stopped (Ctrl-C)", file=sys.stderr)
+            return 130

@@ -3,7 +3,7 @@
 - `POST /v1/embeddings`: OpenAI's embeddings request (openai_api.py); the texts go to the batcher's worker thread,
   the handler awaits their rows, so the event loop never runs the model;
 - `GET /v1/models` and `GET /v1/models/{name}`: the served names (served_model.py);
-- `GET /health`: `{"status": "ok"}` and the batcher's counts (encode calls, texts encoded).
+- `GET /health`: `{"status": "ok"}` and the batcher's counts (encode calls, texts encoded, seconds encoding).
 
 Every error, the routes' own and the framework's (unknown path, wrong method), is answered in OpenAI's shape.
 """
@@ -25,6 +25,8 @@ from mamba_retrieval.modeling.serving.openai_api import (
     embedding_response,
     parse_embedding_request,
 )
+
+INLINE_CHARACTERS = 4096  # a request this short is tokenized on the event loop (tens of microseconds)
 
 
 def _error_response(error):
@@ -67,7 +69,12 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "batches": batcher.batches, "texts": batcher.texts}
+        return {
+            "status": "ok",
+            "batches": batcher.batches,
+            "texts": batcher.texts,
+            "encode_seconds": round(batcher.encode_seconds, 3),
+        }
 
     @app.get("/v1/models")
     async def models():
@@ -86,7 +93,10 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
         body = await _read_body(request, limits.max_body_bytes)
         parsed = parse_embedding_request(body, list(served.names), served.dimension, limits)
         kind = served.names[parsed.model]
-        counts = await asyncio.to_thread(served.count_tokens, parsed.texts, kind, limits.max_tokens_per_input)
+        if sum(map(len, parsed.texts)) <= INLINE_CHARACTERS:
+            counts = served.count_tokens(parsed.texts, kind, limits.max_tokens_per_input, on_event_loop=True)
+        else:
+            counts = await asyncio.to_thread(served.count_tokens, parsed.texts, kind, limits.max_tokens_per_input)
         check_token_counts(counts, limits)
         rows = await asyncio.wrap_future(batcher.submit(kind, parsed.texts))
         return Response(embedding_response(rows, parsed, sum(counts)), media_type="application/json")

@@ -35,8 +35,9 @@ class Batcher:
         self._encode, self.max_batch, self.max_wait = encode, max_batch, max_wait
         self._queue = queue.SimpleQueue()
         self._thread = None
-        self.batches = 0  # encode calls and the texts in them, for /health and the benchmark
+        self.batches = 0  # encode calls, the texts in them and the seconds they took, for /health and the benchmark
         self.texts = 0
+        self.encode_seconds = 0.0
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="embedding-batcher", daemon=True)
@@ -96,6 +97,7 @@ class Batcher:
         for kind in dict.fromkeys(job.kind for job in jobs):
             group = [job for job in jobs if job.kind == kind]
             texts = [text for job in group for text in job.texts]
+            started = time.perf_counter()
             try:
                 rows = np.asarray(self._encode(kind, texts, self.max_batch))
             except Exception as error:  # noqa: BLE001 - every waiting request gets the error, the worker goes on
@@ -105,6 +107,7 @@ class Batcher:
                 continue
             self.batches += 1
             self.texts += len(texts)
+            self.encode_seconds += time.perf_counter() - started
             start = 0
             for job in group:
                 job.future.set_result(rows[start : start + len(job.texts)])

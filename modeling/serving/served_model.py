@@ -8,6 +8,7 @@ ask for queries or documents:
 - `NAME-document`: `encode_document` (the folder's `document` prompt).
 """
 
+import contextlib
 import copy
 import threading
 
@@ -18,8 +19,9 @@ KINDS = (None, "query", "document")  # None: plain encode
 
 class ServedModel:
     """One SentenceTransformer and what the server needs around it. `encode` is called from the batcher's single
-    worker thread only; `count_tokens` from any thread (it has its own tokenizer and lock: a fast tokenizer shared
-    between threads fails with "Already borrowed" while the other thread changes its padding)."""
+    worker thread only. `count_tokens` has tokenizers of its own (a fast tokenizer shared between threads fails with
+    "Already borrowed" while another thread changes its padding): one for short requests, counted on the event loop
+    (cheaper than a hop to a thread), and one behind a lock for long ones, counted in threads."""
 
     def __init__(self, model, name, encoder=None):
         self.name = name
@@ -27,8 +29,10 @@ class ServedModel:
         self.max_seq_length = self.encoder.max_seq_length
         self._counter = copy.deepcopy(self.encoder.tokenizer)
         self._count_lock = threading.Lock()
+        self._loop_counter = copy.deepcopy(self.encoder.tokenizer)
         self._longest_token = longest_token(self._counter)
         self.prompts = {kind: self._prompt(kind) for kind in KINDS}
+        self.names = {name: None, f"{name}-query": "query", f"{name}-document": "document"}  # served name -> kind
         # one text encoded before the first request: it gives the embedding size and compiles what compiles once
         self.dimension = self.encode(None, ["warm-up"], 1).shape[1]
 
@@ -39,14 +43,10 @@ class ServedModel:
         prompt_name = kind if kind in prompts else self.encoder.default_prompt_name
         return prompts.get(prompt_name) if prompt_name else None
 
-    @property
-    def names(self):
-        """served name -> kind"""
-        return {self.name: None, f"{self.name}-query": "query", f"{self.name}-document": "document"}
-
-    def count_tokens(self, texts, kind, limit):
+    def count_tokens(self, texts, kind, limit, on_event_loop=False):
         """Tokens the model reads for each text (prompt and end-of-text token included). A text too long to hold
-        `limit` tokens or fewer is not tokenized: its count is its lower bound, len / the longest token's length."""
+        `limit` tokens or fewer is not tokenized: its count is its lower bound, len / the longest token's length.
+        `on_event_loop`: called from the event loop's thread (short requests only), else from any other thread."""
         prompt = self.prompts[kind] or ""
         counts = [None] * len(texts)
         short = []
@@ -56,8 +56,9 @@ class ServedModel:
             else:
                 short.append(position)
         if short:
-            with self._count_lock:
-                encoded = self._counter([prompt + texts[p] for p in short], return_attention_mask=False)
+            counter = self._loop_counter if on_event_loop else self._counter
+            with contextlib.nullcontext() if on_event_loop else self._count_lock:
+                encoded = counter([prompt + texts[p] for p in short], return_attention_mask=False)
             for position, ids in zip(short, encoded["input_ids"]):
                 counts[position] = len(ids)
         return counts

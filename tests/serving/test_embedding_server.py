@@ -5,47 +5,23 @@ shape."""
 
 import base64
 import concurrent.futures
-import contextlib
 import json
-import socket
 import threading
-import time
 
 import httpx2
 import numpy as np
 import openai
 import pytest
-import uvicorn
 from helpers import PROMPTS, write_tiny_folder
 from sentence_transformers import SentenceTransformer
+from serving_helpers import running_server
 
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL, model_path
-from mamba_retrieval.modeling.serving.app import create_app
 from mamba_retrieval.modeling.serving.openai_api import Limits
 from mamba_retrieval.modeling.serving.served_model import ServedModel
 
 TEXTS = ["Mamba is a selective state-space model.", "hello", "A longer text " * 7 + "that ends here."]
 SMALL = Limits(max_inputs=4, max_tokens_per_input=24, max_request_tokens=60, max_body_bytes=4096)
-
-
-@contextlib.contextmanager
-def running_server(served, **options):
-    """The app on uvicorn in a thread, listening on a free port of 127.0.0.1; yields the base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(served, **options), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def client(url):
@@ -221,3 +197,42 @@ def test_paths_methods_and_model_lookups_answer_in_openais_shape(prompted):
         api.models.retrieve("other")
     with pytest.raises(openai.BadRequestError, match="input\\[0\\] is an empty string"):
         api.embeddings.create(model="prompted", input=[""])
+
+
+def test_llamaindex_and_langchain_openai_classes_get_the_prompted_embeddings(prompted):
+    """Their OpenAI embedding classes, pointed at the server: one instance per served name (each sends one model
+    name). LangChain needs check_embedding_ctx_length=False, or it sends tiktoken's token ids (refused here: they are
+    not this model's tokens) after downloading tiktoken's tables."""
+    llamaindex = pytest.importorskip("llama_index.embeddings.openai")
+    langchain = pytest.importorskip("langchain_openai")
+    url, _, reference = prompted
+    queries = llamaindex.OpenAIEmbedding(model_name="prompted-query", api_base=f"{url}/v1", api_key="unused")
+    np.testing.assert_allclose(queries.get_query_embedding(TEXTS[0]), reference.encode_query(TEXTS[0]), atol=1e-5)
+    documents = langchain.OpenAIEmbeddings(
+        model="prompted-document", base_url=f"{url}/v1", api_key="unused", check_embedding_ctx_length=False
+    )
+    np.testing.assert_allclose(documents.embed_documents(TEXTS[:2]), reference.encode_document(TEXTS[:2]), atol=1e-5)
+
+
+def test_stopping_answers_the_request_in_flight_first(prompted):
+    """What SIGINT/SIGTERM do in uvicorn (should_exit), while a request is being encoded: it is answered, then the
+    batcher stops. (A second server of the prompted folder's encoder, whose own server is idle meanwhile.)"""
+    served = ServedModel(None, "model", encoder=prompted[1].encoder)
+    entered, release, encode = threading.Event(), threading.Event(), served.encode
+
+    def held_encode(*args):
+        entered.set()
+        assert release.wait(30)
+        return encode(*args)
+
+    served.encode = held_encode
+    answers = []
+    with running_server(served) as url:
+        asking = threading.Thread(
+            target=lambda: answers.append(httpx2.post(f"{url}/v1/embeddings", json={"model": "model", "input": "hi"}))
+        )
+        asking.start()
+        assert entered.wait(30)
+        threading.Timer(0.2, release.set).start()  # the stop below begins while the request is being encoded
+    asking.join(30)
+    assert answers and answers[0].status_code == 200 and len(answers[0].json()["data"]) == 1
