@@ -4,9 +4,15 @@
 # dependencies that the machine may lack. Writes KIT/MANIFEST (sha256 of every file), prints the sizes, and checks
 # that the kit and the working tree together fit the device tool's 64 MiB. eval/gpu/README.md says what and why.
 #
-#   bash eval/gpu/fetch.sh [KIT]        KIT defaults to gpu-kit (ignored by git; carry it by name)
+#   bash eval/gpu/fetch.sh [--lean] [KIT]   KIT defaults to gpu-kit (ignored by git; carry it by name)
+#
+# --lean: the sources and einops alone (0.3 MiB), no fallback wheels: for a working tree too large to carry them.
+# KIT/sdist and KIT/wheels are fetched anew into a temporary folder and then replace the old ones; KIT/built (wheels
+# someone built elsewhere) is kept and listed.
 set -euo pipefail
 
+LEAN=0
+if [ "${1:-}" = --lean ]; then LEAN=1 && shift; fi
 KIT=${1:-gpu-kit}
 # The kernel sources: versions whose setup.py the kit's one-arch patch was checked against (eval/gpu/kit.py)
 MAMBA_SSM=${MAMBA_SSM_VERSION:-2.3.2.post1}
@@ -23,6 +29,7 @@ PYTHON=${PYTHON:-python3}
 # (6.8 MiB; the scanner's sentence splitter), openai (the LLM client); and huggingface-hub (2.x pulls httpx2 and
 # more; the machine's 1.x will do).
 LOCAL_VERSION=(transformers tokenizers safetensors sentence-transformers)
+[ "$LEAN" = 1 ] && LOCAL_VERSION=()
 # Not installed here: mamba-ssm's one pure-Python dependency that the machine could lack
 PINNED=("einops==0.8.2")
 
@@ -36,20 +43,18 @@ for name in "${LOCAL_VERSION[@]}"; do
 done
 requirements+=("${PINNED[@]}")
 
-mkdir -p "$KIT/sdist" "$KIT/wheels"
+fresh=$KIT/.fetch.$$
+trap 'rm -rf "$fresh"' EXIT
+mkdir -p "$fresh/sdist" "$fresh/wheels"
 # Sources only (--no-binary): built there. SKIP_CUDA_BUILD: pip runs setup.py here for the metadata, with no nvcc.
 MAMBA_SKIP_CUDA_BUILD=TRUE CAUSAL_CONV1D_SKIP_CUDA_BUILD=TRUE "$PYTHON" -m pip download --no-deps \
-    --no-build-isolation --no-binary :all: -d "$KIT/sdist" "mamba-ssm==$MAMBA_SSM" "causal-conv1d==$CAUSAL_CONV1D"
+    --no-build-isolation --no-binary :all: -d "$fresh/sdist" "mamba-ssm==$MAMBA_SSM" "causal-conv1d==$CAUSAL_CONV1D"
 "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version "$PYTHON_VERSION" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$KIT/wheels" "${requirements[@]}"
-
-# One version per distribution: a second would be installed beside the first
-duplicates=$(ls "$KIT/wheels" | cut -d- -f1 | tr 'A-Z.-' 'a-z__' | sort | uniq -d)
-if [ -n "$duplicates" ]; then
-    echo "error: $KIT/wheels holds several versions of: $duplicates; delete the old ones and run again" >&2
-    exit 1
-fi
+    -d "$fresh/wheels" "${requirements[@]}"
+# all fetched: the new folders replace the old ones (a failed fetch above leaves the old kit as it was)
+rm -rf "$KIT/sdist" "$KIT/wheels"
+mv "$fresh/sdist" "$fresh/wheels" "$KIT/"
 
 # built/: wheels built on a GPU machine by an earlier run (run.sh then skips the build), when someone put them here
 folders=(sdist wheels)

@@ -235,6 +235,7 @@ else
     OUT=$(cd "$OUT" && pwd) RUNLOG=$OUT/run.log
     rm -f "$RUNLOG"
     log "mamba-retrieval GPU kit: repo $REPO, kit $KIT, work $WORK, out $OUT, budget ${BUDGET}s"
+    log "$CORES cores; pinned: GPU steps ${FG_PIN[*]:-no}, build ${BUILD_PIN[*]:-no} (MAX_JOBS=$BUILD_JOBS)"
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,clocks.sm,power.draw,temperature.gpu \
         --format=csv -l 1 >"$WORK/env/gpu-trace.csv" 2>&1 &
     TRACE_PID=$!
