@@ -167,6 +167,9 @@ class ShardWriter:
         if (self.out_dir / MANIFEST).is_file():
             self.manifest = read_manifest(self.out_dir)
             self._check_same(self.manifest)
+            for stale in self.out_dir.glob(".*.partial"):  # atomic_file's temporary files of a killed run
+                if stale.name.startswith((".shard-", f".{MANIFEST}.")):
+                    stale.unlink(missing_ok=True)
         else:
             if self.out_dir.exists() and (not self.out_dir.is_dir() or any(self.out_dir.iterdir())):
                 raise FileExistsError(
