@@ -138,6 +138,7 @@ do_build() {
         (
             cd "$source" && start=$(date +%s) &&
                 MAX_JOBS=$BUILD_JOBS MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE \
+                    MAMBA_SKIP_CUDA_BUILD=FALSE CAUSAL_CONV1D_SKIP_CUDA_BUILD=FALSE \
                     "$PYTHON" -m pip wheel --no-index --no-deps --no-build-isolation -v -w "$WORK/built" . \
                     >"$WORK/logs/build-$package.log" 2>&1
             rc=$?
@@ -256,8 +257,9 @@ elif [ "$SKIP_BUILD" = 1 ]; then
     record build skipped - 0 - "--skip-build"
 elif ls "$WORK"/built/mamba_ssm-*.whl "$WORK"/built/causal_conv1d-*.whl >/dev/null 2>&1; then
     record build skipped - 0 - "built by an earlier run on this machine ($WORK/built)"
+elif build_max=$((DEADLINE - $(date +%s) - 15 - PHASE_B_RESERVE)) && [ "$build_max" -lt 60 ]; then
+    record build skipped - 0 "$build_max" "the budget leaves it ${build_max}s after phase B's ${PHASE_B_RESERVE}s"
 else
-    build_max=$((DEADLINE - $(date +%s) - PHASE_B_RESERVE))
     [ "$build_max" -gt 420 ] && build_max=420
     STEP_QUIET=1 step build "$build_max" do_build "${BUILD_PIN[@]}" &
     BUILD_PID=$! KEEP=$PHASE_B_RESERVE
