@@ -4,7 +4,7 @@
 # dependencies that the machine may lack. Writes KIT/MANIFEST (sha256 of every file), prints the sizes, and checks
 # that the kit and the working tree together fit the device tool's 64 MiB. eval/gpu/README.md says what and why.
 #
-#   bash eval/gpu/fetch.sh [--lean] [KIT]   KIT defaults to gpu-kit (ignored by git; carry it by name)
+#   bash eval/gpu/fetch.sh [--lean] [KIT]   KIT (from the repository root) defaults to gpu-kit, ignored by git
 #
 # --lean: the sources and einops alone (0.3 MiB), no fallback wheels: for a working tree too large to carry them.
 # KIT/sdist and KIT/wheels are fetched anew into a temporary folder and then replace the old ones; KIT/built (wheels
@@ -13,6 +13,7 @@ set -euo pipefail
 
 LEAN=0
 if [ "${1:-}" = --lean ]; then LEAN=1 && shift; fi
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." # the repository root: KIT and the working tree's size are taken from there
 KIT=${1:-gpu-kit}
 # The kernel sources: versions whose setup.py the kit's one-arch patch was checked against (eval/gpu/kit.py)
 MAMBA_SSM=${MAMBA_SSM_VERSION:-2.3.2.post1}
