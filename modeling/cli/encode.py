@@ -78,6 +78,12 @@ def register(subparsers):
     parser.add_argument(
         "--ray-gpus-per-actor", type=non_negative_float, default=0.0, help="with --ray: GPUs per actor (1 on GPUs)"
     )
+    parser.add_argument(
+        "--ray-cpus-per-actor",
+        type=non_negative_float,
+        default=1.0,
+        help="with --ray: CPUs per actor (torch's threads in it); one CPU of the cluster is left for reading",
+    )
     parser.set_defaults(func=run)
 
 
@@ -93,7 +99,14 @@ def run(args):
         from mamba_retrieval.modeling.encoding.ray_pipeline import encode_corpus_ray
 
         manifest = encode_corpus_ray(
-            args.corpus, args.out, model, settings, args.ray or None, args.ray_actors, args.ray_gpus_per_actor
+            args.corpus,
+            args.out,
+            model,
+            settings,
+            args.ray or None,
+            args.ray_actors,
+            args.ray_gpus_per_actor,
+            args.ray_cpus_per_actor,
         )
     else:
         manifest = encode_corpus(args.corpus, args.out, model, settings, args.devices)
