@@ -19,6 +19,7 @@ COMMANDS = {
     "init": ("init", "build a retriever Hub folder from a base model"),
     "index": ("search", "embed a folder of text files or a JSONL/BEIR corpus"),
     "search": ("search", "rank indexed documents for a query"),
+    "encode": ("encode", "embed a whole corpus into Parquet shards (resumable; several devices or Ray)"),
     "train": ("train", "fine-tune a retriever (InfoNCE, temperature 0.01, BM25 hard negatives)"),
     "distil": ("distil", "distil a small retriever from all-MiniLM-L6-v2 (offline, CPU)"),
     "eval": ("eval", "evaluate a model with mteb (BEIR, MS MARCO, LongEmbed, LoCo, local BEIR folders)"),
@@ -39,6 +40,7 @@ COMMANDS = {
         "convert a published SPScanner test-set or logits pickle to JSON (plain data only)",
     ),
     "ship": ("ship", "store a trained folder as the shipped model, record its scores, refresh its remote code"),
+    "serve": ("serve", "serve a retriever over HTTP: an OpenAI-compatible embeddings API"),
 }
 
 
