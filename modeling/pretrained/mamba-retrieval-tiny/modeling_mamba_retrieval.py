@@ -5,8 +5,9 @@ last real token, L2-normalised. The module and parameter names follow transforme
 under the prefix `backbone.`, so `state-spaces/mamba-*-hf` style weights map one to one.
 
 This file imports only torch and transformers, plus optional kernels behind guarded imports (the project's fused CPU
-scan, mamba_ssm, causal_conv1d). The scans below are the readable reference implementations; the faster ones plug in
-at `_selective_scan` / `_ssd_scan`, chosen per call (`MAMBA_RETRIEVAL_KERNELS=reference` forces the reference).
+scan, mamba_ssm, causal_conv1d). The scans below are the readable reference implementations and, for Mamba-1 where no
+kernel is installed, a chunked PyTorch scan; the faster ones plug in at `_selective_scan` / `_ssd_scan`, chosen per
+call (`MAMBA_RETRIEVAL_KERNELS=reference` forces the reference).
 """
 
 import math
@@ -17,6 +18,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, logging
@@ -65,6 +67,8 @@ CUDA_HINT = (
     "selective_scan_cuda op is an opt-in part of its build: enable it)"
 )
 CPU_HINT = "pip install numba (the folder's cpu_scan.py then runs it)"
+# the chunked Mamba-1 scan's default chunk keeps its (chunk, batch, channels, state) float32 tensors within this: 64 MiB
+SCAN_CHUNK_ELEMENTS = 2**24
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -90,6 +94,74 @@ def selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, initial_state=
         state = torch.exp(delta[:, :, t, None] * A) * state + delta_u[:, :, t, None] * B[:, None, :, t]
         ys.append(torch.einsum("bdn,bn->bd", state, C[:, :, t]))
     y = torch.stack(ys, dim=-1) + u * D.float()[None, :, None]
+    out = (y * F.silu(z.float())).to(dtype)
+    return (out, state) if return_final_state else out
+
+
+def _linear_recurrence(decay, inputs):
+    """h_t = decay_t * h_{t-1} + inputs_t along the first dim, from h_{-1} = 0, in log2(length) rounds of whole-tensor
+    ops: each pair of steps is one step of the same form (decay_odd * decay_even, decay_odd * inputs_even +
+    inputs_odd); the half-length recurrence gives h at the odd positions, one more step each gives the even ones.
+    Only products of decays (<= 1) are formed, so nothing overflows."""
+    length = inputs.shape[0]
+    if length == 1:
+        return inputs
+    if length % 2:  # a final step with decay 1 and input 0 changes nothing before it
+        decay, inputs = (
+            torch.cat([decay, torch.ones_like(decay[:1])]),
+            torch.cat([inputs, torch.zeros_like(inputs[:1])]),
+        )
+    decay_even, decay_odd, inputs_even, inputs_odd = decay[0::2], decay[1::2], inputs[0::2], inputs[1::2]
+    h_odd = _linear_recurrence(decay_odd * decay_even, torch.addcmul(inputs_odd, decay_odd, inputs_even))
+    h_even = torch.cat([inputs_even[:1], torch.addcmul(inputs_even[1:], decay_even[1:], h_odd[:-1])])
+    return torch.stack([h_even, h_odd], dim=1).flatten(0, 1)[:length]
+
+
+def _selective_scan_chunk(state, delta, delta_u, A, B, C):
+    """One chunk of `selective_scan_chunked`, position-major (each position's (batch, channels, state) block is
+    contiguous, so the even/odd halves of `_linear_recurrence` are plain slices): delta, delta_u (chunk, batch,
+    channels); B, C (chunk, batch, state). Returns (y without the D term (chunk, batch, channels), the last state)."""
+    decay = torch.exp(delta[..., None] * A)
+    inputs = delta_u[..., None] * B[:, :, None, :]
+    inputs[0].addcmul_(decay[0], state)  # the carried state enters through the first position
+    states = _linear_recurrence(decay, inputs)
+    return (states * C[:, :, None, :]).sum(-1), states[-1]
+
+
+def selective_scan_chunked(
+    u, delta, A, B, C, D, z, delta_bias, initial_state=None, return_final_state=False, chunk_size=None
+):
+    """`selective_scan_reference` (same arguments and results) without a Python step per token: for the GPU without
+    mamba_ssm's kernel, for a carried state (which that kernel cannot take), and for the CPU without numba.
+
+    The sequence runs in chunks of `chunk_size` positions (default: the largest power of two that keeps one (chunk,
+    batch, channels, state) float32 tensor within SCAN_CHUNK_ELEMENTS); inside a chunk `_linear_recurrence` computes
+    every position's state in log2(chunk) rounds of whole-tensor ops, and the float32 state is carried from chunk to
+    chunk. Memory is bounded by the chunk, not the length: with gradients each chunk is recomputed in the backward
+    pass (activation checkpointing), so only the chunk inputs and one state per chunk are kept.
+    """
+    dtype = u.dtype
+    batch, channels, length = u.shape
+    u, A = u.float(), A.float()
+    delta = F.softplus(delta.float() + delta_bias.float()[None, :, None])
+    # position-major copies, (length, batch, channels | state): small next to the per-chunk states
+    delta_t, delta_u_t = (t.permute(2, 0, 1).contiguous() for t in (delta, delta * u))
+    B_t, C_t = (t.float().permute(2, 0, 1).contiguous() for t in (B, C))
+    state = u.new_zeros(batch, channels, A.shape[1]) if initial_state is None else initial_state.float()
+    if chunk_size is None:
+        fits = max(1, SCAN_CHUNK_ELEMENTS // (batch * channels * A.shape[1]))
+        chunk_size = 1 << (fits.bit_length() - 1)
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (state, delta_u_t, A, B_t, C_t))
+    ys = []
+    for start in range(0, length, chunk_size):
+        piece = slice(start, start + chunk_size)
+        args = (state, delta_t[piece], delta_u_t[piece], A, B_t[piece], C_t[piece])
+        if recompute:
+            y, state = checkpoint(_selective_scan_chunk, *args, use_reentrant=False)
+        else:
+            y, state = _selective_scan_chunk(*args)
+        ys.append(y)
+    y = torch.cat(ys).permute(1, 2, 0) + u * D.float()[None, :, None]
     out = (y * F.silu(z.float())).to(dtype)
     return (out, state) if return_final_state else out
 
@@ -152,30 +224,28 @@ def _use_reference():
 
 
 def _selective_scan(u, delta, A, B, C, D, z, delta_bias, cache=None):
-    if not _use_reference():
-        if u.is_cuda and selective_scan_fn is not None and cache is None:
-            return selective_scan_fn(u, delta, A, B, C, D.float(), z, delta_bias.float(), delta_softplus=True)
-        if u.device.type == "cpu" and fused_selective_scan is not None:
-            if cache is None:
-                return fused_selective_scan(u, delta, A, B, C, D, z, delta_bias)
-            out, cache["ssm"] = fused_selective_scan(
-                u, delta, A, B, C, D, z, delta_bias, initial_state=cache.get("ssm"), return_final_state=True
-            )
-            return out
+    if _use_reference():
+        scan = selective_scan_reference
+    elif u.is_cuda and selective_scan_fn is not None and cache is None:
+        return selective_scan_fn(u, delta, A, B, C, D.float(), z, delta_bias.float(), delta_softplus=True)
+    elif u.device.type == "cpu" and fused_selective_scan is not None:
+        scan = fused_selective_scan
+    else:
+        scan = selective_scan_chunked
         if u.is_cuda:
             logger.warning_once(
-                "Mamba-1 runs its slow reference scan on CUDA"
+                "Mamba-1 runs its chunked PyTorch scan on CUDA, slower than mamba_ssm's fused kernel"
                 + (
-                    " (a carried state in chunked streaming needs it; set stream_chunk_size=None for speed)"
+                    " (which cannot carry a state across the chunks of streaming; stream_chunk_size=None uses it)"
                     if selective_scan_fn is not None
                     else f"; for the CUDA kernels: {CUDA_HINT}"
                 )
             )
         elif u.device.type == "cpu":
-            logger.warning_once(f"Mamba-1 runs its slow reference scan on CPU; for the fused CPU scan: {CPU_HINT}")
+            logger.warning_once(f"Mamba-1 runs its chunked PyTorch scan on CPU; for the fused CPU scan: {CPU_HINT}")
     if cache is None:
-        return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias)
-    out, cache["ssm"] = selective_scan_reference(
+        return scan(u, delta, A, B, C, D, z, delta_bias)
+    out, cache["ssm"] = scan(
         u, delta, A, B, C, D, z, delta_bias, initial_state=cache.get("ssm"), return_final_state=True
     )
     return out
