@@ -125,7 +125,9 @@ def _selective_scan_chunk(state, delta, delta_u, A, B, C):
     inputs = delta_u[..., None] * B[:, :, None, :]
     inputs[0].addcmul_(decay[0], state)  # the carried state enters through the first position
     states = _linear_recurrence(decay, inputs)
-    return (states * C[:, :, None, :]).sum(-1), states[-1]
+    # a copy of the last state: a view would keep the whole chunk's states alive (in the next chunk's saved
+    # tensors, in a streaming cache)
+    return (states * C[:, :, None, :]).sum(-1), states[-1].clone()
 
 
 def selective_scan_chunked(

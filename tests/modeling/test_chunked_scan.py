@@ -99,6 +99,26 @@ def test_default_chunk_bounds_the_intermediates(monkeypatch):
         torch.testing.assert_close(default, modeling.selective_scan_chunked(*inputs, chunk_size=16), rtol=0, atol=0)
 
 
+def test_chunked_scan_keeps_no_chunk_of_states_for_backward_or_in_its_final_state():
+    """With gradients, each chunk is recomputed in the backward pass: no tensor as large as one chunk's states
+    (chunk, batch, channels, state) is saved, and the final state (a streaming cache) holds its own memory only."""
+    inputs = [t.requires_grad_() for t in scan_inputs(torch.float32, length=64, state=16)]
+    chunk = 8
+    chunk_states_bytes = chunk * 2 * 70 * 16 * 4
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.untyped_storage().nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out, state = modeling.selective_scan_chunked(*inputs, chunk_size=chunk, return_final_state=True)
+    assert saved and max(saved) < chunk_states_bytes, f"largest saved tensor {max(saved)} bytes"
+    assert state.untyped_storage().nbytes() == state.numel() * 4
+    out.sum().backward()
+    assert all(t.grad is not None for t in inputs)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_model_without_numba_runs_the_chunked_scan_like_the_reference(dtype, monkeypatch):
     """A padded batch, forward and parameter gradients, with the fused CPU scan absent: the chunked path."""
