@@ -153,6 +153,9 @@ def test_chunked_scan_on_cuda_matches_reference(dtype, chunk_size):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_model_on_cuda_without_mamba_ssm_runs_the_chunked_scan_like_the_reference(dtype, monkeypatch):
     monkeypatch.setattr(modeling, "selective_scan_fn", None)  # as if mamba_ssm's op were not built
+    # and the conv on torch's path in both runs (causal_conv1d against cuDNN's TF32 conv differs by ~1e-3): the test
+    # holds the scan alone
+    monkeypatch.setattr(modeling, "causal_conv1d_fn", None)
     model = tiny_model("mamba").to("cuda", dtype).train()
     input_ids, attention_mask = (t.cuda() for t in padded_batch([29, 7, 17]))
     chunked = run_model(model, input_ids, attention_mask, reference=False, monkeypatch=monkeypatch)
@@ -178,3 +181,23 @@ def test_model_without_numba_streams_through_the_chunked_scan(monkeypatch):
     real = attention_mask.bool()
     assert_close_to(streamed.last_hidden_state[real], whole.last_hidden_state[real], torch.float32, "states")
     assert_close_to(streamed.sentence_embedding, whole.sentence_embedding, torch.float32, "embedding")
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_streaming_on_cuda_carries_state_through_the_chunked_scan(monkeypatch):
+    """On CUDA a carried state always goes through the chunked scan (mamba_ssm's op takes none); with mamba_ssm
+    installed the one-pass run uses its kernels, hence mamba_ssm's own fp32 tolerance."""
+    # streaming's conv is torch's (causal_conv1d takes no carried inputs): no TF32 in it, to compare like with like
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    model = tiny_model("mamba").cuda()
+    input_ids, attention_mask = (t.cuda() for t in padded_batch([50, 23, 11, 12]))
+    with torch.no_grad():
+        model.stream_chunk_size = None
+        whole = model(input_ids=input_ids, attention_mask=attention_mask)
+        model.stream_chunk_size = 11
+        streamed = model(input_ids=input_ids, attention_mask=attention_mask)
+    real = attention_mask.bool()
+    tolerance = {torch.float32: 6e-4}
+    assert_close_to(streamed.last_hidden_state[real], whole.last_hidden_state[real], torch.float32, "states", tolerance)
+    assert_close_to(streamed.sentence_embedding, whole.sentence_embedding, torch.float32, "embedding", tolerance)
