@@ -191,6 +191,9 @@ def main(argv=None):
                 "failure_count": len(failures),
                 "mean_batch": (health["texts"] - before["texts"]) / max(health["batches"] - before["batches"], 1),
                 "worker_busy": (health["encode_seconds"] - before["encode_seconds"]) / seconds,
+                "encode_ms_per_text": 1000
+                * (health["encode_seconds"] - before["encode_seconds"])
+                / max(health["texts"] - before["texts"], 1),
                 "server_cpu_ms_per_request": 1000 * server_cpu / args.requests,
                 "client_cpu_ms_per_request": 1000 * client_cpu / args.requests,
             }
@@ -205,7 +208,10 @@ def main(argv=None):
             )
 
     summary = {
-        mode: {key: statistics.median(run[key] for run in mode_runs) for key in ("requests_per_s", "p50_ms", "p99_ms")}
+        mode: {
+            key: statistics.median(run[key] for run in mode_runs)
+            for key in ("requests_per_s", "p50_ms", "p99_ms", "mean_batch", "encode_ms_per_text")
+        }
         for mode, mode_runs in runs.items()
     }
     ratio = summary["batched"]["requests_per_s"] / summary["unbatched"]["requests_per_s"]
@@ -218,6 +224,12 @@ def main(argv=None):
     for mode, figures in summary.items():
         print(f"| {mode} | {figures['requests_per_s']:.1f} | {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} |")
     print(f"batched / unbatched requests/s: {ratio:.2f}x")
+    alone, together = summary["unbatched"]["encode_ms_per_text"], summary["batched"]["encode_ms_per_text"]
+    print(
+        f"the model's own share: {alone:.1f} ms per text encoded alone, {together:.1f} ms per text in batches of "
+        f"{summary['batched']['mean_batch']:.1f} (worker wall time): at most {alone / together:.1f}x from batching, "
+        "before the HTTP and client costs, which batching does not share"
+    )
     print(f"requests lost or wrong: {lost}")
     print(
         f"bad requests: {len(answers)} sent ({len(BAD_REQUESTS)} kinds x {args.clients}), all 4xx in OpenAI's error "
@@ -232,9 +244,11 @@ def main(argv=None):
         "runs": runs,
         "median": summary,
         "ratio_requests_per_s": ratio,
+        "ratio_encode_per_text": alone / together,
         "lost_or_wrong": lost,
         "bad_requests": {"sent": len(answers), "all_4xx_openai_shape": bad_ok, "healthy_after": healthy},
         "machine": f"{os.cpu_count()} CPUs, {os.uname().machine}",
+        "load_average_1_5_15_min_at_end": os.getloadavg(),  # the machine is shared: how busy it was
     }
     write_text_atomic(args.output, json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.output}")

@@ -48,8 +48,7 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
         finally:
             await asyncio.to_thread(batcher.close)
 
-    app = FastAPI(title="mamba-retrieval embeddings", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.batcher = batcher
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)  # the API is OpenAI's
 
     @app.exception_handler(ApiError)
     async def api_error(request, error):
@@ -118,8 +117,8 @@ async def _read_body(request, limit):
 
 
 def serve(served, sock, limits=None, max_batch=32, max_wait=0.005, access_log=False):
-    """Serve on `sock` (a bound socket) until SIGINT or SIGTERM; then requests in flight are answered, the batcher
-    stops, and this returns."""
+    """Serve on `sock` (a bound socket) until SIGINT or SIGTERM: then the requests in flight are answered, the
+    batcher stops, and uvicorn raises the signal again (KeyboardInterrupt for SIGINT)."""
     config = uvicorn.Config(
         create_app(served, limits, max_batch, max_wait), access_log=access_log, log_level="info", lifespan="on"
     )

@@ -65,7 +65,11 @@ class ServedModel:
 
     def encode(self, kind, texts, batch_size):
         """L2-normalised float32 embeddings (numpy), as the sentence-transformers method of `kind` gives them."""
-        method = {None: self.encoder.encode, "query": self.encoder.encode_query}.get(kind, self.encoder.encode_document)
+        method = {
+            None: self.encoder.encode,
+            "query": self.encoder.encode_query,
+            "document": self.encoder.encode_document,
+        }[kind]
         return method(
             texts,
             prompt=self.prompts[kind],

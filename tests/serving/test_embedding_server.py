@@ -128,7 +128,7 @@ def served_batches(url):
     return httpx2.get(f"{url}/health").json()
 
 
-LONG = "word " * 40  # 41 tokens with the prompt's and the end-of-text token: over SMALL's 24 per input
+LONG = "word " * 40  # 42 tokens with the end-of-text token: over SMALL's 24 per input
 
 
 @pytest.mark.parametrize(
