@@ -25,6 +25,12 @@ def register(subparsers):
     parser.add_argument(
         "--lengths", nargs="+", type=positive_int, default=[512, 2048, 8192, 32768], help="tokens per encoded text"
     )
+    parser.add_argument(
+        "--batch-sizes", nargs="+", type=positive_int, default=[1], help="documents per encode call (each length)"
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where the models run (cuda: timed between syncs)"
+    )
     parser.add_argument("--repeats", type=positive_int, default=1, help="encodes per length; the fastest counts")
     parser.add_argument(
         "--max-seconds", type=float, default=120.0, help="skip a length whose predicted encode time exceeds this"
@@ -45,6 +51,18 @@ def register(subparsers):
     parser.add_argument("--train-steps", type=positive_int, default=2, help="training steps timed per model")
     parser.add_argument("--long-tokens", type=non_negative_int, default=0, help="also encode one document this long")
     parser.add_argument(
+        "--first-call-tokens",
+        type=non_negative_int,
+        default=8192,
+        help="CPU: peak RSS of a fresh process's first encode of this many tokens (0: skip)",
+    )
+    parser.add_argument(
+        "--busy",
+        type=non_negative_int,
+        default=0,
+        help="busy-loop processes run during every timed run (a loaded machine; compare ratios)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -57,5 +75,6 @@ def register(subparsers):
 
 def _run_from_cli(args):
     args.lengths = sorted(set(args.lengths))
+    args.batch_sizes = sorted(set(args.batch_sizes))
     args.argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
     run_bench(args)
