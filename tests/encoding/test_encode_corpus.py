@@ -176,3 +176,14 @@ def test_cli_writes_the_folder_and_a_rerun_changes_nothing(tmp_path, model_dir, 
     manifest = json.loads(first)
     assert manifest["settings"]["prompt"] == "query: " and manifest["precision"] == "float16"
     assert "21 embeddings (32 dimensions, float16) in 3 shards, 1 empty texts" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_devices_run_one_process_each_and_give_the_same_embeddings(tmp_path, model_dir, reference):
+    """--devices cpu cpu: sentence-transformers' multi-process pool (two spawned processes, each loading torch)."""
+    settings = EncodeSettings(batch_size=4, shard_size=8)
+    corpus = write_corpus(tmp_path / "c.jsonl")
+    manifest = encode_corpus(corpus, tmp_path / "out", model_dir, settings, devices=["cpu", "cpu"], progress=False)
+    ids, embeddings = read_all(tmp_path / "out")
+    assert ids == [row["_id"] for row in DOCUMENTS] and manifest["rows"] == 21
+    np.testing.assert_allclose(embeddings, reference, atol=1e-6, rtol=0)
