@@ -261,8 +261,10 @@ def measure_encode(name, lengths, repeats, max_seconds, stream_chunk_size, batch
     for batch in batch_sizes:
         time_points, memory_points = [], []  # (tokens in the call, value), for the skip predictions
         for length in lengths:
-            available = (
-                torch.cuda.mem_get_info()[0] + allocated_loaded if device.cuda else psutil.virtual_memory().available
+            available = (  # on cuda: free, plus what torch's caching allocator holds unused
+                torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+                if device.cuda
+                else psutil.virtual_memory().available
             )
             reason = _skip_reason(time_points, memory_points, batch * length, max_seconds, available)
             if reason:
