@@ -5,11 +5,9 @@ Same semantics as `selective_scan_reference` (mamba_ssm's `selective_scan_fn` wi
     y_t = <h_t, C_t> + D u_t; out_t = y_t * silu(z_t).
 The recurrence is the fused kernel; softplus and the silu gate are element-wise torch ops around it (vectorised by
 torch, differentiated by autograd). The state is kept per (channel, state) in float32 and the decay exp(dt_t A) is
-computed on the fly, so no (batch, channels, length, state) tensor exists. Work is split over blocks of channels:
-in the forward pass, threads take (row, block) items one at a time (`_run_jobs`: a thread descheduled on a busy
-machine holds up one item, not a static share); the backward pass is a numba `prange`. Inside a block the channel
-loop is innermost and contiguous, so LLVM vectorises it, exp included (`_exp` below: libm's scalar exp would not
-vectorise). The backward pass recomputes the forward of one channel block
+computed on the fly, so no (batch, channels, length, state) tensor exists. Work is split over blocks of channels
+(numba `prange`); inside a block the channel loop is innermost and contiguous, so LLVM vectorises it, exp included
+(`_exp` below: libm's scalar exp would not vectorise). The backward pass recomputes the forward of one channel block
 at a time, keeping that block's states, (length, state, CHANNEL_BLOCK) floats per worker, and writes dB, dC partial
 sums per block that are added up afterwards (no two workers write the same memory).
 
@@ -17,9 +15,7 @@ numba ships wheels for every platform torch does, so `pip install mamba-retrieva
 numba, `fused_scan_available()` is False and the model runs its reference scan.
 """
 
-import concurrent.futures
 import logging
-import os
 import threading
 
 import numpy as np
@@ -37,8 +33,6 @@ except ImportError:  # the model falls back to its reference scan
 CHANNEL_BLOCK = 64  # channels per parallel work item: the block's states (16 x 64 floats) stay in L1
 COMPILE_NOTICE_AFTER_S = 2.0  # loading a kernel from numba's cache takes well under this; compiling it, ~20 s
 logger = logging.getLogger(__name__)
-_POOL = None  # (pid, threads, ThreadPoolExecutor) of `_run_jobs`
-_POOL_LOCK = threading.Lock()
 
 
 def fused_scan_available():
@@ -72,45 +66,45 @@ if numba is not None:
         p = p * r * r + r + _ONE
         return p * _int_bits_as_float((np.int32(k) + np.int32(127)) << np.int32(23))
 
-    @njit(nogil=True, fastmath=True, cache=True)
-    def _forward_block(job, u, dt, AT, B, C, D, state, y):
-        """One work item of the forward scan: channel block job % nblocks of batch row job // nblocks.
-        u, dt, y: (batch, length, channels); AT: (state, channels); B, C: (batch, length, state);
+    @njit(parallel=True, fastmath=True, cache=True)
+    def _forward_kernel(u, dt, AT, B, C, D, state, y):
+        """u, dt, y: (batch, length, channels); AT: (state, channels); B, C: (batch, length, state);
         state: (batch, state, channels), read as the initial state and overwritten with the final one.
         y_t = <h_t, C_t> + D u_t. Inner loops run over 1-D views of one channel block (what LLVM vectorises)."""
-        length, channels = u.shape[1], u.shape[2]
+        batch, length, channels = u.shape
         nstate = AT.shape[0]
         nblocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-        b = job // nblocks
-        d0 = (job % nblocks) * CHANNEL_BLOCK
-        d1 = min(d0 + CHANNEL_BLOCK, channels)
-        w = d1 - d0
-        h = state[b, :, d0:d1].copy()
-        A = AT[:, d0:d1].copy()
-        D_blk = D[d0:d1]
-        acc = np.empty(w, dtype=np.float32)
-        dtu = np.empty(w, dtype=np.float32)
-        for t in range(length):
-            u_t, dt_t = u[b, t, d0:d1], dt[b, t, d0:d1]
-            for i in range(w):
-                acc[i] = D_blk[i] * u_t[i]
-                dtu[i] = dt_t[i] * u_t[i]
-            for n in range(nstate):
-                bn, cn = B[b, t, n], C[b, t, n]
-                h_n, A_n = h[n], A[n]
+        for job in prange(batch * nblocks):
+            b = job // nblocks
+            d0 = (job % nblocks) * CHANNEL_BLOCK
+            d1 = min(d0 + CHANNEL_BLOCK, channels)
+            w = d1 - d0
+            h = state[b, :, d0:d1].copy()
+            A = AT[:, d0:d1].copy()
+            D_blk = D[d0:d1]
+            acc = np.empty(w, dtype=np.float32)
+            dtu = np.empty(w, dtype=np.float32)
+            for t in range(length):
+                u_t, dt_t = u[b, t, d0:d1], dt[b, t, d0:d1]
                 for i in range(w):
-                    value = _exp(dt_t[i] * A_n[i]) * h_n[i] + dtu[i] * bn
-                    h_n[i] = value
-                    acc[i] += value * cn
-            y_t = y[b, t, d0:d1]
-            for i in range(w):
-                y_t[i] = acc[i]
-        state[b, :, d0:d1] = h
+                    acc[i] = D_blk[i] * u_t[i]
+                    dtu[i] = dt_t[i] * u_t[i]
+                for n in range(nstate):
+                    bn, cn = B[b, t, n], C[b, t, n]
+                    h_n, A_n = h[n], A[n]
+                    for i in range(w):
+                        value = _exp(dt_t[i] * A_n[i]) * h_n[i] + dtu[i] * bn
+                        h_n[i] = value
+                        acc[i] += value * cn
+                y_t = y[b, t, d0:d1]
+                for i in range(w):
+                    y_t[i] = acc[i]
+            state[b, :, d0:d1] = h
 
     @njit(parallel=True, fastmath=True, cache=True)
     def _backward_kernel(u, dt, AT, B, C, D, dy, du, ddt, dAT, dB_part, dC_part, dD):
-        """Gradients of the forward scan (`_forward_block`) from a zero initial state. dB_part, dC_part: (blocks,
-        batch, length, state) partial sums, one slice per channel block."""
+        """Gradients of `_forward_kernel` from a zero initial state. dB_part, dC_part: (blocks, batch, length, state)
+        partial sums, one slice per channel block."""
         batch, length, channels = u.shape
         nstate = AT.shape[0]
         nblocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
@@ -193,39 +187,6 @@ def _first_call(kernel, what, *args):
         notice.cancel()
 
 
-def _worker_pool(size):
-    """The process's scan threads (created on first use; again after a fork, whose child has none of them)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
-            if _POOL is not None and _POOL[0] == os.getpid():
-                _POOL[2].shutdown(wait=False)  # its threads end once their queued work is done
-            _POOL = (os.getpid(), size, concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix="cpu_scan"))
-        return _POOL[2]
-
-
-def _run_jobs(kernel, jobs, args):
-    """kernel(job, *args) for every job, on torch.get_num_threads() threads (the caller's one included) that take
-    jobs one at a time from a shared iterator. Not numba's prange: its static split makes the whole call wait for
-    the slowest thread, and on a busy machine some thread is always descheduled (the speed-up fell from 5x to 1.07x
-    with two busy processes); here the other threads take over its jobs, and idle threads sleep, never spin."""
-    helpers = min(torch.get_num_threads(), len(jobs)) - 1
-    queue = iter(jobs)  # next() on a range iterator holds the GIL: each job goes to exactly one thread
-
-    def work():
-        for job in queue:
-            kernel(job, *args)
-
-    if helpers <= 0:
-        return work()
-    futures = [_worker_pool(helpers).submit(work) for _ in range(helpers)]
-    try:
-        work()
-    finally:
-        for future in futures:
-            future.result()
-
-
 def _numpy(tensor):
     return tensor.detach().to(torch.float32).contiguous().numpy()
 
@@ -250,13 +211,7 @@ def _scan_core(u, dt, A, B, C, D, initial_state=None):
         else _numpy(initial_state.transpose(1, 2)).copy()
     )
     y = np.empty((batch, length, channels), dtype=np.float32)
-    args = (_blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), state, y)
-    jobs = batch * -(-channels // CHANNEL_BLOCK)
-    first = 0
-    if not _forward_block.signatures:  # job 0 alone compiles (or loads) the kernel, once per process
-        _first_call(_forward_block, "forward", 0, *args)
-        first = 1
-    _run_jobs(_forward_block, range(first, jobs), args)
+    _first_call(_forward_kernel, "forward", _blc(u), _blc(dt), _numpy(A.t()), _blc(B), _blc(C), _numpy(D), state, y)
     return _torch_bxl(y), torch.from_numpy(state).transpose(1, 2)
 
 
