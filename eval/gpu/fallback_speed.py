@@ -16,6 +16,7 @@ import math
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -74,6 +75,8 @@ def main(argv=None):
         device = torch.device(args.device)
     except RuntimeError as error:
         parser.error(f"--device {args.device!r} is not a torch device ({error})")
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        parser.error(f"--output {args.output}: its folder does not exist; create it first")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA GPU here; use --device cpu")
 
