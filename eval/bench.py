@@ -273,13 +273,19 @@ def measure_encode(name, lengths, repeats, max_seconds, stream_chunk_size, batch
             input_ids = torch.randint(2, 30000, (batch, length), generator=generator).to(device.name)
             times = []
             device.reset_peak()
-            with busy_processes(busy), PeakRSS() as peak, torch.inference_mode():
-                for _ in range(repeats):
-                    device.synchronize()
-                    start = time.perf_counter()
-                    forward(input_ids)
-                    device.synchronize()
-                    times.append(time.perf_counter() - start)
+            try:
+                with busy_processes(busy), PeakRSS() as peak, torch.inference_mode():
+                    for _ in range(repeats):
+                        device.synchronize()
+                        start = time.perf_counter()
+                        forward(input_ids)
+                        device.synchronize()
+                        times.append(time.perf_counter() - start)
+            except torch.cuda.OutOfMemoryError as error:  # the row, not the model's other rows
+                del input_ids
+                torch.cuda.empty_cache()
+                rows.append(dict(length=length, batch=batch, skipped=f"out of GPU memory: {str(error)[:160]}"))
+                continue
             best = min(times)
             row = dict(
                 length=length,
