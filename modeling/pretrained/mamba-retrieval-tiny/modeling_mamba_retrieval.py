@@ -45,7 +45,7 @@ try:  # the fused CPU scan (numba): the installed package's first, whose compile
         fused_selective_scan = None
 except ImportError:
     fused_selective_scan = None
-try:  # mamba_ssm's Mamba-1 CUDA op is an opt-in build: probe the extension module itself
+try:  # probe the Mamba-1 CUDA op itself: mamba_ssm installed with MAMBA_SKIP_CUDA_BUILD=TRUE has only its Python
     import selective_scan_cuda  # noqa: F401
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 except (ImportError, OSError):
@@ -62,10 +62,7 @@ except (ImportError, OSError):
     causal_conv1d_fn = None
 
 KERNELS_ENV = "MAMBA_RETRIEVAL_KERNELS"  # "reference" forces the readable scans; "auto" (default) picks per call
-CUDA_HINT = (
-    "pip install mamba-ssm causal-conv1d, built for this torch and CUDA (mamba-ssm's Mamba-1 "
-    "selective_scan_cuda op is an opt-in part of its build: enable it)"
-)
+CUDA_HINT = "pip install --no-build-isolation mamba-ssm causal-conv1d (built against this torch and CUDA)"
 CPU_HINT = "pip install numba (the folder's cpu_scan.py then runs it)"
 # the chunked Mamba-1 scan's default chunk keeps its (chunk, batch, channels, state) float32 tensors within this: 64 MiB
 SCAN_CHUNK_ELEMENTS = 2**24
