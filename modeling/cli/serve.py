@@ -59,6 +59,13 @@ def register(subparsers):
     parser.add_argument(
         "--max-request-tokens", type=positive_int, default=300_000, help="most tokens in one request, all inputs"
     )
+    parser.add_argument(
+        "--max-queued",
+        type=positive_int,
+        default=8192,
+        help="most texts waiting for the model, all requests together; a request beyond it is answered 429 with "
+        "Retry-After (a request into an empty queue is always taken)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     parser.set_defaults(func=run)
 
@@ -100,7 +107,7 @@ def run(args):
                 f"--max-tokens-per-input {tokens_per_input}: {name} reads at most {served.max_seq_length} tokens; "
                 "longer inputs would be cut, and this server refuses rather than cuts."
             )
-        limits = Limits(args.max_inputs, tokens_per_input, args.max_request_tokens)
+        limits = Limits(args.max_inputs, tokens_per_input, args.max_request_tokens, max_queued_texts=args.max_queued)
         host, port = sock.getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
         print(

@@ -10,6 +10,7 @@ Every error, the routes' own and the framework's (unknown path, wrong method), i
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import uvicorn
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from mamba_retrieval.modeling.serving.batcher import Batcher
+from mamba_retrieval.modeling.serving.batcher import Batcher, Busy
 from mamba_retrieval.modeling.serving.openai_api import (
     ApiError,
     Limits,
@@ -27,17 +28,20 @@ from mamba_retrieval.modeling.serving.openai_api import (
 )
 
 INLINE_CHARACTERS = 4096  # a request this short is tokenized on the event loop (tens of microseconds)
+RETRY_AFTER_SECONDS = 1  # what a 429 asks the client to wait (the openai client honours Retry-After and retries)
+logger = logging.getLogger(__name__)
 
 
 def _error_response(error):
-    return JSONResponse(error.body(), status_code=error.status)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.status == 429 else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def create_app(served, limits=None, max_batch=32, max_wait=0.005):
     """The FastAPI app serving `served` (a ServedModel) within `limits` (Limits(): OpenAI's); its batcher runs while
     the app does (the lifespan)."""
     limits = limits or Limits()
-    batcher = Batcher(served.encode, max_batch=max_batch, max_wait=max_wait)
+    batcher = Batcher(served.encode, max_batch=max_batch, max_wait=max_wait, max_queued=limits.max_queued_texts)
     created = int(time.time())
 
     @contextlib.asynccontextmanager
@@ -59,9 +63,11 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
         return _error_response(ApiError(error.status_code, f"{request.method} {request.url.path}: {error.detail}"))
 
     @app.exception_handler(Exception)
-    async def server_error(request, error):
-        message = f"The server failed on this request ({type(error).__name__}: {error})."
-        return _error_response(ApiError(500, message, kind="server_error"))
+    async def server_error(request, error):  # the details (paths, the model's internals) go to the log, not the client
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return _error_response(
+            ApiError(500, "The server failed on this request; its log says why.", kind="server_error")
+        )
 
     def model_card(name):
         return {"id": name, "object": "model", "created": created, "owned_by": "mamba-retrieval"}
@@ -97,7 +103,12 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
         else:
             counts = await asyncio.to_thread(served.count_tokens, parsed.texts, kind, limits.max_tokens_per_input)
         check_token_counts(counts, limits)
-        rows = await asyncio.wrap_future(batcher.submit(kind, parsed.texts))
+        try:
+            future = batcher.submit(kind, parsed.texts)
+        except Busy as busy:
+            message = f"The server is busy ({busy}); retry in {RETRY_AFTER_SECONDS} s."
+            raise ApiError(429, message, code="server_busy", kind="rate_limit_error") from None
+        rows = await asyncio.wrap_future(future)
         return Response(embedding_response(rows, parsed, sum(counts)), media_type="application/json")
 
     return app

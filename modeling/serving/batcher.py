@@ -4,7 +4,9 @@ The asyncio handlers never run the model: they submit their texts and await a fu
 waiting request, gathers the requests that arrive within `max_wait` seconds (or until `max_batch` texts are held),
 encodes them in one call per kind (plain, query, document), and hands each request its rows. Under load the
 gathering costs nothing: requests queue while a batch is encoded, and the next batch takes them at once.
-`max_batch=1` turns batching off: each request is encoded on its own.
+`max_batch=1` turns batching off: each request is encoded on its own. At most `max_queued` texts wait at once
+(a request into an empty queue is always taken): beyond that `submit` raises `Busy`, which the server answers with a
+429, so a flood of requests gets told to retry instead of queueing without bound in the server's memory.
 """
 
 import concurrent.futures
@@ -26,14 +28,21 @@ class _Job:
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
 
+class Busy(Exception):
+    """More texts are waiting than the batcher takes: the caller should retry later."""
+
+
 class Batcher:
     """`encode(kind, texts, batch_size)` -> one row per text, run by one worker thread between `start` and `close`."""
 
-    def __init__(self, encode, max_batch=32, max_wait=0.005):
-        if max_batch < 1 or max_wait < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait >= 0, not {max_batch} and {max_wait}.")
-        self._encode, self.max_batch, self.max_wait = encode, max_batch, max_wait
+    def __init__(self, encode, max_batch=32, max_wait=0.005, max_queued=8192):
+        if max_batch < 1 or max_wait < 0 or max_queued < 1:
+            raise ValueError(
+                f"max_batch and max_queued must be >= 1 and max_wait >= 0, not {max_batch}, {max_queued}, {max_wait}."
+            )
+        self._encode, self.max_batch, self.max_wait, self.max_queued = encode, max_batch, max_wait, max_queued
         self._queue = queue.SimpleQueue()
+        self._queued_lock, self.queued = threading.Lock(), 0  # texts submitted and not yet answered
         self._thread = None
         self.batches = 0  # encode calls, the texts in them and the seconds they took, for /health and the benchmark
         self.texts = 0
@@ -62,8 +71,17 @@ class Batcher:
         if self._thread is None:
             raise RuntimeError("the batcher is not running")
         job = _Job(kind, list(texts))
+        with self._queued_lock:
+            if self.queued and self.queued + len(job.texts) > self.max_queued:
+                raise Busy(f"{self.queued} texts are waiting to be encoded (at most {self.max_queued})")
+            self.queued += len(job.texts)
+        job.future.add_done_callback(lambda _: self._answered(len(job.texts)))
         self._queue.put(job)
         return job.future
+
+    def _answered(self, count):
+        with self._queued_lock:
+            self.queued -= count
 
     def _run(self):
         carried = None

@@ -34,6 +34,7 @@ class Limits:
     max_tokens_per_input: int = 8192
     max_request_tokens: int = 300_000
     max_body_bytes: int = 64 * 2**20  # a body is read whole: this bounds what one request can make the server hold
+    max_queued_texts: int = 8192  # texts waiting for the model, all requests: beyond this a request gets a 429
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 
-from mamba_retrieval.modeling.serving.batcher import Batcher
+from mamba_retrieval.modeling.serving.batcher import Batcher, Busy
 
 
 class Recorder:
@@ -128,5 +128,21 @@ def test_close_answers_what_is_queued_and_a_later_submit_is_refused():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+    with pytest.raises(ValueError, match="max_batch and max_queued must be >= 1"):
         Batcher(Recorder(), max_batch=0)
+    with pytest.raises(ValueError, match="not 32, 0, 0.005"):
+        Batcher(Recorder(), max_queued=0)
+
+
+def test_a_request_beyond_the_queue_limit_is_refused_and_the_queue_frees_as_answers_go(started):
+    encode = Recorder()
+    batcher = started(encode, max_batch=4, max_wait=0, max_queued=3)
+    first = batcher.submit("query", ["a", "b"])  # an empty queue takes a request of any size
+    assert encode.entered.wait(10)
+    second = batcher.submit(None, ["c"])
+    with pytest.raises(Busy, match="3 texts are waiting"):
+        batcher.submit(None, ["d"])
+    encode.release.set()
+    first.result(10), second.result(10)
+    assert batcher.queued == 0
+    assert batcher.submit(None, ["d", "e", "f", "g"]).result(10).tolist() == expected(None, ["d", "e", "f", "g"])

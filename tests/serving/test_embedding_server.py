@@ -124,6 +124,41 @@ def test_many_clients_at_once_each_get_their_own_embeddings_batched_together(pro
     assert after["batches"] - before["batches"] < 32  # some requests shared an encode call
 
 
+def test_a_full_queue_answers_429_with_retry_after_and_the_openai_client_retries_to_success(tmp_path):
+    """One text may wait at a time: of 16 clients at once, those beyond it get a 429 with Retry-After in OpenAI's
+    shape; the openai client's own retries then bring every answer."""
+    folder = tmp_path / "busy"
+    write_tiny_folder(folder, "mamba")
+    served = ServedModel(str(folder), "busy")
+    texts = [f"text number {i}" for i in range(16)]
+    expected = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu").encode(texts)
+    with running_server(served, limits=Limits(max_queued_texts=1), max_wait=0) as url:
+        start = threading.Barrier(16)
+
+        def post(i):
+            start.wait(10)
+            return httpx2.post(f"{url}/v1/embeddings", json={"model": "busy", "input": texts[i]}, timeout=60)
+
+        refused = []
+        for _ in range(5):  # (bounded: a round in which no two requests overlapped is tried again)
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                refused = [r for r in pool.map(post, range(16)) if r.status_code == 429]
+            if refused:
+                break
+        assert refused, "16 requests at once never overlapped"
+        error = refused[0].json()["error"]
+        assert (
+            refused[0].headers["retry-after"] == "1" and error["code"] == "server_busy" and "busy" in error["message"]
+        )
+
+        api = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=20, timeout=60)
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(lambda i: vectors(api.embeddings.create(model="busy", input=texts[i]))[0], range(16))
+            )
+        np.testing.assert_allclose(np.stack(answers), expected, atol=1e-5)
+
+
 def served_batches(url):
     return httpx2.get(f"{url}/health").json()
 
