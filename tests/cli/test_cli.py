@@ -21,7 +21,22 @@ def test_the_listing_matches_what_each_module_registers():
             assert COMMANDS[action.dest] == (module, action.help), action.dest
 
 
-HEAVY = ("torch", "sentence_transformers", "transformers", "mteb", "numba", "datasets", "bm25s", "openai", "sklearn")
+HEAVY = (
+    "torch",
+    "sentence_transformers",
+    "transformers",
+    "mteb",
+    "numba",
+    "datasets",
+    "bm25s",
+    "openai",
+    "sklearn",
+    "faiss",
+    "pyarrow",
+    "ray",
+    "fastapi",
+    "uvicorn",
+)
 
 
 def test_every_help_and_a_mistyped_command_import_no_heavy_library():
