@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from mamba_retrieval.modeling.encoding.corpus_stream import corpus_kind, corpus_rows, iter_corpus
 from mamba_retrieval.modeling.encoding.shards import PRECISIONS, ShardWriter, texts_digest
 from mamba_retrieval.modeling.file_hashes import model_identity
-from mamba_retrieval.modeling.search.searcher import usable_prefixes
+from mamba_retrieval.modeling.search.searcher import load_encoder, usable_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +51,9 @@ class EncodeSettings:
 
 
 def load_model(model, settings, device=None):
-    """The SentenceTransformer for `model` (a located name or folder) on `device` (None: CUDA if there is one)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder = SentenceTransformer(model, trust_remote_code=True, device=device)
-    if settings.max_length:
-        encoder.max_seq_length = settings.max_length
-    prompt_of(encoder, settings)  # an unknown prompt name is refused before any work
+    """search's load_encoder, with the settings' max length; an unknown prompt name is refused before any work."""
+    encoder = load_encoder(model, settings.max_length, device)
+    prompt_of(encoder, settings)
     return encoder
 
 

@@ -26,11 +26,13 @@ def default_index(source, model):
     return cache_dir("indexes", path_component(f"{name}-{key}", "index name"))
 
 
-def load_encoder(model, max_length=None):
+def load_encoder(model, max_length=None, device=None):
+    """The SentenceTransformer for `model` (a located name or folder) on `device` (None: CUDA if there is one)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    device = None if torch.cuda.is_available() else "cpu"
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     encoder = SentenceTransformer(model, trust_remote_code=True, device=device)
     if max_length:
         encoder.max_seq_length = max_length
