@@ -24,6 +24,17 @@ def non_negative_int(text):
     return _whole(text, 0)
 
 
+def non_negative_float(text):
+    """A number >= 0 (a wait, a share of a device)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # (NaN too)
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
 def count_or_fraction(text):
     """A count >= 1, or a fraction in (0, 1) meaning max(10, ceil(n * k))."""
     try:

@@ -2,22 +2,10 @@
 
 import sys
 
-from mamba_retrieval.modeling.cli.arguments import positive_int
+from mamba_retrieval.modeling.cli.arguments import non_negative_float, positive_int
 from mamba_retrieval.modeling.encoding.encoder import DEFAULT_SHARD_SIZE, NO_PROMPT
 from mamba_retrieval.modeling.encoding.shards import PRECISIONS
 from mamba_retrieval.modeling.pretrained import DEFAULT_MODEL
-
-
-def non_negative_float(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
 
 
 def register(subparsers):

@@ -5,7 +5,7 @@ import socket
 import sys
 from pathlib import Path
 
-from mamba_retrieval.modeling.cli.arguments import non_negative_int, positive_int
+from mamba_retrieval.modeling.cli.arguments import non_negative_float, non_negative_int, positive_int
 
 DEFAULT_TOKENS_PER_INPUT = 8192  # OpenAI's limit; a model that reads fewer tokens lowers it
 
@@ -45,7 +45,7 @@ def register(subparsers):
     )
     parser.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=non_negative_float,
         default=5.0,
         help="how long a batch waits for more requests after the first one arrives, in milliseconds",
     )
@@ -89,8 +89,6 @@ def listening_socket(host, port):
 
 
 def run(args):
-    if args.max_wait_ms < 0:
-        raise ValueError(f"--max-wait-ms {args.max_wait_ms} must be 0 or more.")
     from mamba_retrieval.modeling.pretrained import locate_model
 
     model = locate_model(args.model, option="MODEL")

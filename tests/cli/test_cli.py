@@ -126,6 +126,9 @@ def test_python_dash_m_runs_the_same_command():
         (["search", "q", "-k", "two"], "'two' is not a whole number"),
         (["scan", "m", "--question", "q", "--document", "d", "--top-k", "0"], "must be a whole count >= 1"),
         (["distil", "tiny", "out", "--teacher-cache", "c", "--steps", "-1"], "-1 must be at least 0"),
+        (["serve", "m", "--max-wait-ms", "-1"], "-1 must be 0 or more"),
+        (["serve", "m", "--max-wait-ms", "nan"], "nan must be 0 or more"),
+        (["encode", "c", "o", "--ray-gpus-per-actor", "x"], "'x' is not a number"),
     ],
 )
 def test_numbers_that_would_break_later_are_refused_at_the_argument(argv, refused, capsys):
