@@ -146,8 +146,9 @@ def test_streaming_is_not_used_with_gradients():
     assert model.backbone.layers[0].mixer.in_proj.weight.grad.abs().sum() > 0
 
 
-def test_model_runs_on_reference_path_without_the_package_kernels(tmp_path):
-    """A Hub folder loaded where numba is missing still runs, warns once with the install hint, and agrees."""
+def test_model_runs_without_numba_on_the_chunked_scan(tmp_path):
+    """A Hub folder loaded where numba is missing still runs (the chunked PyTorch scan), warns once with the install
+    hint, and gives the same embedding twice."""
     code = """
 import sys
 sys.modules["numba"] = None  # as if numba were not installed
