@@ -82,13 +82,21 @@ def read_json_or_empty(path):
     return read_json_object(path) if path.is_file() else {}
 
 
+def _umask():
+    mask = os.umask(0)  # (read only by setting it: put straight back)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path, mode="w"):
     """A file handle whose contents become `path` only when the block completes: written to a temporary file beside
-    it, flushed to disk, then renamed over it (the rename made durable too). On error, `path` is untouched."""
+    it, flushed to disk, then renamed over it (the rename made durable too). On error, `path` is untouched. The file
+    gets the permissions a plain open() would give (mkstemp's 0600 would hide shards and records from other users)."""
     path = Path(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
+        os.fchmod(descriptor, 0o666 & ~_umask())
         with open(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
             handle.flush()

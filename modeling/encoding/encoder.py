@@ -115,6 +115,7 @@ def header_for(model, encoder, settings):
 
 def count_tokens(encoder, texts):
     """Tokens the model reads for `texts` (truncated at max_seq_length), for the progress bar's tokens/s."""
+    texts = usable_prefixes(texts, encoder)  # a huge text is not tokenized whole just to be counted
     encoded = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_seq_length, add_special_tokens=True)
     return sum(len(ids) for ids in encoded["input_ids"])
 

@@ -1,6 +1,7 @@
 """Loading never re-initialises loaded parameters; bad input gets a clear error or a defined result."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -101,3 +102,17 @@ def test_a_failed_text_write_leaves_the_old_file_and_no_partial(tmp_path):
     assert target.read_text() == '{"kept": 3}\n' and [p.name for p in tmp_path.iterdir()] == ["stats.json"]
     write_text_atomic(target, '{"kept": 4}\n')
     assert target.read_text() == '{"kept": 4}\n'
+
+
+def test_an_atomic_write_gets_the_permissions_a_plain_write_would(tmp_path):
+    from mamba_retrieval.modeling.data_files import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "shared.json", "{}\n")
+        (tmp_path / "plain.json").write_text("{}\n")
+    finally:
+        os.umask(old)
+    assert (
+        (tmp_path / "shared.json").stat().st_mode & 0o777 == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o644
+    )
