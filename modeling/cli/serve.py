@@ -99,8 +99,9 @@ def run(args):
 
         name = args.served_name or (Path(model).name if Path(model).is_dir() else model)
         served = ServedModel(model, name)
-        tokens_per_input = args.max_tokens_per_input or min(DEFAULT_TOKENS_PER_INPUT, served.max_seq_length)
-        if tokens_per_input > served.max_seq_length:
+        longest = served.max_seq_length or DEFAULT_TOKENS_PER_INPUT  # (a model may set no limit)
+        tokens_per_input = args.max_tokens_per_input or min(DEFAULT_TOKENS_PER_INPUT, longest)
+        if served.max_seq_length and tokens_per_input > served.max_seq_length:
             raise ValueError(
                 f"--max-tokens-per-input {tokens_per_input}: {name} reads at most {served.max_seq_length} tokens; "
                 "longer inputs would be cut, and this server refuses rather than cuts."

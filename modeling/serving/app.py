@@ -27,7 +27,7 @@ from mamba_retrieval.modeling.serving.openai_api import (
     parse_embedding_request,
 )
 
-INLINE_CHARACTERS = 4096  # a request this short is tokenized on the event loop (tens of microseconds)
+INLINE_CHARACTERS = 4096  # a request body this short is handled on the event loop (tens of microseconds)
 RETRY_AFTER_SECONDS = 1  # what a 429 asks the client to wait (the openai client honours Retry-After and retries)
 logger = logging.getLogger(__name__)
 
@@ -96,9 +96,14 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         body = await _read_body(request, limits.max_body_bytes)
-        parsed = parse_embedding_request(body, list(served.names), served.dimension, limits)
+        inline = len(body) <= INLINE_CHARACTERS  # a large body is parsed, counted and answered off the event loop
+
+        async def run(function, *arguments):
+            return function(*arguments) if inline else await asyncio.to_thread(function, *arguments)
+
+        parsed = await run(parse_embedding_request, body, served.names, served.dimension, limits)
         kind = served.names[parsed.model]
-        if sum(map(len, parsed.texts)) <= INLINE_CHARACTERS:
+        if inline:
             counts = served.count_tokens(parsed.texts, kind, limits.max_tokens_per_input, on_event_loop=True)
         else:
             counts = await asyncio.to_thread(served.count_tokens, parsed.texts, kind, limits.max_tokens_per_input)
@@ -109,7 +114,8 @@ def create_app(served, limits=None, max_batch=32, max_wait=0.005):
             message = f"The server is busy ({busy}); retry in {RETRY_AFTER_SECONDS} s."
             raise ApiError(429, message, code="server_busy", kind="rate_limit_error") from None
         rows = await asyncio.wrap_future(future)
-        return Response(embedding_response(rows, parsed, sum(counts)), media_type="application/json")
+        content = await run(embedding_response, rows, parsed, sum(counts))
+        return Response(content, media_type="application/json")
 
     return app
 

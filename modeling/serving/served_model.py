@@ -30,7 +30,7 @@ class ServedModel:
         self._counter = copy.deepcopy(self.encoder.tokenizer)
         self._count_lock = threading.Lock()
         self._loop_counter = copy.deepcopy(self.encoder.tokenizer)
-        self._longest_token = longest_token(self._counter)
+        self._longest_token = longest_token(self.encoder.tokenizer)  # (cached per tokenizer object: not a copy)
         self.prompts = {kind: self._prompt(kind) for kind in KINDS}
         self.names = {name: None, f"{name}-query": "query", f"{name}-document": "document"}  # served name -> kind
         # one text encoded before the first request: it gives the embedding size and compiles what compiles once
