@@ -139,11 +139,12 @@ def read_shard(out_dir, shard, manifest):
     return table.column("id").to_pylist(), embeddings
 
 
-def iter_shards(out_dir, require_complete=True):
+def iter_shards(out_dir, require_complete=True, manifest=None):
     """(ids, embeddings) for each complete shard of the embeddings folder `out_dir`, in corpus order, each checked
     against its sha256 in the manifest. Embeddings come as stored: float32, float16, int8/uint8 (quantized), or
-    int8/uint8 packed bits (binary/ubinary). An unfinished folder is an error unless `require_complete` is False."""
-    manifest = read_manifest(out_dir)
+    int8/uint8 packed bits (binary/ubinary). An unfinished folder is an error unless `require_complete` is False.
+    `manifest`: one the caller read already (read_manifest), so that its shard list and the rows read agree."""
+    manifest = manifest or read_manifest(out_dir)
     if require_complete and not manifest["complete"]:
         rows = sum(shard["rows"] for shard in manifest["shards"])
         raise ValueError(

@@ -15,8 +15,8 @@ def build_from_embeddings(
     embeddings_dir, index_dir, kind="auto", threshold=ann.APPROXIMATE_MIN_DOCUMENTS, rebuild=False
 ):
     """An index of the shards `mamba-retrieval encode` wrote to `embeddings_dir` (float32 or float16), replacing the
-        index at `index_dir`; with an approximate faiss index (`kind` hnsw or ivf; auto: hnsw from `threshold` rows on;
-        none: exact search only), whose recall@10 against the exact search is measured and recorded. An index of another
+    index at `index_dir`; with an approximate faiss index (`kind` hnsw or ivf; auto: hnsw from `threshold` rows on;
+    none: exact search only), whose recall@10 against the exact search is measured and recorded. An index of another
     source at `index_dir` is replaced only with `rebuild`. Returns the index."""
     embeddings_dir = Path(embeddings_dir)
     manifest = shards.read_manifest(embeddings_dir)
@@ -26,9 +26,9 @@ def build_from_embeddings(
             "encode with --precision float32 or float16."
         )
     ids, parts = [], []
-    for shard_ids, shard_embeddings in shards.iter_shards(embeddings_dir):
+    for shard_ids, shard_embeddings in shards.iter_shards(embeddings_dir, manifest=manifest):
         ids.extend(shard_ids)
-        parts.append(shard_embeddings.astype(np.float32))
+        parts.append(shard_embeddings.astype(np.float32, copy=False))
     if not ids:
         raise ValueError(f"{embeddings_dir} holds no embeddings (an empty corpus?).")
     embeddings = np.concatenate(parts)
