@@ -16,6 +16,7 @@ bound to the table by its size and sha256.
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -121,8 +122,10 @@ class SearchIndex:
         return cls(model_name, ids, hashes, embeddings, meta.get("source"), approximate, approximate_meta)
 
     def save(self, folder):
-        """Write a new version and make it current in one rename; older versions are removed afterwards."""
+        """Write a new version and make it current in one rename; older versions are removed afterwards. A folder
+        that holds anything but an index is refused: the clean-up below would delete a user's v-* folders."""
         folder = Path(folder)
+        refuse_foreign_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
         meta = {
@@ -188,6 +191,26 @@ def _faiss():
     return faiss
 
 
+def refuse_foreign_folder(folder):
+    """Refuse (FileExistsError) a folder that holds anything but an index: saving one there would delete its v-*."""
+    if Path(folder).is_dir() and not has_index(folder):
+        foreign = sorted(p.name for p in Path(folder).iterdir() if not _index_artifact(p.name))
+        if foreign:
+            raise FileExistsError(
+                f"{folder} is not a search index and holds other files ({', '.join(foreign[:3])}); give a new or "
+                "empty folder as --index."
+            )
+
+
+def _index_artifact(name):
+    """What an index folder holds, or a killed writer left in it."""
+    return (
+        name == LOCK_FILE
+        or re.fullmatch(r"v-[0-9a-f]{12}", name) is not None
+        or re.fullmatch(rf"\.{CURRENT_FILE}\..*\.partial", name) is not None
+    )
+
+
 def _current_version(folder):
     """The version folder CURRENT names; the index folder itself for an index of format 1 (or no index)."""
     pointer = folder / CURRENT_FILE
@@ -206,6 +229,7 @@ def _current_version(folder):
 def writer_lock(folder):
     """One writer at a time per index (fcntl: POSIX systems; elsewhere writers are not serialised)."""
     folder = Path(folder)
+    refuse_foreign_folder(folder)  # before the lock file is put into it
     folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl

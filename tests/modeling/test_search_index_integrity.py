@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from mamba_retrieval.modeling.cli import main
 from mamba_retrieval.modeling.search.documents import Document
 from mamba_retrieval.modeling.search.index import CURRENT_FILE, SearchIndex, update_index
 
@@ -124,3 +125,18 @@ def test_sigkill_at_any_point_of_an_update_leaves_the_old_or_the_new_index(tmp_p
         checked.add(name)
     assert checked == {"a", "b"}  # killed while either index was current, so both swaps were crossed
     assert len(list(tmp_path.glob("v-*"))) <= 2  # what killed writers leave is removed by the next save
+
+
+def test_a_folder_that_is_not_an_index_is_never_written_into(tmp_path, capsys):
+    """`--index ~/project` once would have deleted the project's v-* folders (the clean-up of old versions): a folder
+    holding anything but an index is refused before any file goes into it."""
+    project = tmp_path / "project"
+    (project / "v-1.0").mkdir(parents=True)
+    (project / "v-1.0" / "notes.txt").write_text("the user's")
+    (project / "README.md").write_text("mine")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("a document")
+    assert main(["index", str(tmp_path / "docs"), "--index", str(project)]) == 2
+    assert "is not a search index and holds other files (README.md, v-1.0)" in capsys.readouterr().err
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "v-1.0"]
+    assert (project / "v-1.0" / "notes.txt").read_text() == "the user's"
