@@ -49,7 +49,9 @@ def register(subparsers):
         help="models whose training steps are timed (none: skip)",
     )
     parser.add_argument("--train-steps", type=positive_int, default=2, help="training steps timed per model")
-    parser.add_argument("--long-tokens", type=non_negative_int, default=0, help="also encode one document this long")
+    parser.add_argument(
+        "--long-tokens", type=non_negative_int, default=0, help="CPU: also encode one document this long"
+    )
     parser.add_argument(
         "--first-call-tokens",
         type=non_negative_int,
