@@ -12,7 +12,7 @@ at a time, keeping that block's states, (length, state, CHANNEL_BLOCK) floats pe
 sums per block that are added up afterwards (no two workers write the same memory).
 
 numba ships wheels for every platform torch does, so `pip install mamba-retrieval` needs no compiler. Without
-numba, `fused_scan_available()` is False and the model runs its reference scan.
+numba, `fused_scan_available()` is False and the model runs its chunked PyTorch scan.
 """
 
 import logging
@@ -27,7 +27,7 @@ try:
     import numba
     from numba import njit, prange, types
     from numba.extending import intrinsic
-except ImportError:  # the model falls back to its reference scan
+except ImportError:  # the model falls back to its chunked PyTorch scan
     numba = None
 
 CHANNEL_BLOCK = 64  # channels per parallel work item: the block's states (16 x 64 floats) stay in L1

@@ -33,7 +33,7 @@ except ImportError:  # transformers 4.x only initialises parameters missing from
 logger = logging.get_logger(__name__)
 
 # Optional fast paths, each probed for its compiled op, not only its package. A Hub folder loaded where none of them
-# is installed runs on the reference scans below.
+# is installed runs on the PyTorch scans below (Mamba-1's chunked one, Mamba-2's chunked SSD form).
 try:  # the fused CPU scan (numba): the installed package's first, whose compiled kernel numba caches once for every
     # folder; else the folder's own cpu_scan.py (numba caches per file, so per folder)
     try:
