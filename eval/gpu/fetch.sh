@@ -68,7 +68,7 @@ echo "carried files ($KIT):"
     awk '{printf "  %8.2f MiB  %s\n", $1 / 1048576, $2}')
 kit_bytes=$(du -sb "$KIT" | cut -f1)
 # What the device tool sends besides: tracked files and untracked files git does not ignore
-tree_bytes=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+tree_bytes=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 awk -v kit="$kit_bytes" -v tree="$tree_bytes" -v limit="$CARRY_LIMIT_MIB" 'BEGIN {
     total = (kit + tree) / 1048576
     printf "kit %.1f MiB + working tree %.1f MiB = %.1f MiB of the %d MiB a device call takes\n",
